@@ -1,0 +1,41 @@
+"""The protocol every embedder implements, and the report of which model serves which route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+ROUTES = ("code", "prose", "cjk")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Single-vector models return an (n, dim) float32 array; multi-vector models a list of (tokens_i, dim) arrays.
+
+    Every vector is L2-normalised float32. `ident` is the model identity pinned in the index manifest
+    (name + weights hash): two embedders with equal `ident` produce interchangeable vectors.
+    """
+
+    name: str
+    ident: str
+    dim: int
+    multi_vector: bool
+    max_length: int
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray | list[np.ndarray]: ...
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """One line of `sg models`: which model serves a route, from where, and why (fallbacks say what failed)."""
+
+    route: str
+    model: str | None  # None: this route is served lexically only
+    source: str  # directory the weights came from, or ""
+    dim: int
+    kind: str  # "single" | "multi" | "lexical"
+    note: str = ""  # e.g. "microsoft/unixcoder-base not in the local cache; using the offline default"

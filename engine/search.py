@@ -1,0 +1,643 @@
+"""The one public entry point: Engine indexes a workspace and answers search/similar queries with explained scores."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import chunk as chunking
+from . import discover, route, score, tokenize
+from .ann import AnnIndex
+from .codec import get_codec
+from .embed.base import ROUTES, Embedder, ModelReport
+from .errors import BadQuery
+from .records import FileEntry, Hit, Skip
+from .settings import Settings, load_settings
+from .store import ChunkRow, Store
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+FORMAT_VERSION = 1
+_FILE_BATCH = 200
+_EMBED_BATCH = 128
+
+
+@dataclass
+class IndexReport:
+    files: int = 0
+    changed: int = 0
+    removed: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    mode: str
+    elapsed_ms: float
+    route: dict[str, float]
+    models: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Space:
+    """An embedding space: one model, the routes it serves, and its candidate index."""
+
+    name: str
+    embedder: Embedder
+    routes: list[str]
+    codec: object
+    ann: AnnIndex | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def render_for_embedding(row: ChunkRow | object, style: str = "structured") -> str:
+    """What a chunk's embedding sees. 'structured' prefixes path words and the symbol split into words."""
+    text = row.text
+    if style == "raw":
+        return text
+    path_words = " ".join(tokenize.tokenize_path(row.path)[:12])
+    symbol_words = " ".join(tokenize.tokenize_symbol(row.symbol)) if row.symbol else ""
+    head = " | ".join(p for p in (path_words, symbol_words) if p)
+    return f"{head}\n{text}" if head else text
+
+
+def _space_name(ident: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", ident.lower()).strip("-")[:40]
+    return f"{slug}-{hashlib.blake2b(ident.encode(), digest_size=4).hexdigest()}"
+
+
+class Engine:
+    """Indexes one workspace into `<index_dir>/index.sqlite` (+ one ANN file per space) and searches it.
+
+    Thread model: one writer at a time (index/update_files hold the write lock); searches may run on any
+    thread at any time and read one committed state of the store.
+    """
+
+    def __init__(self, root: str | Path, settings: Settings | None = None, *,
+                 embedders: tuple[dict[str, Embedder | None], list[ModelReport]] | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise BadQuery(f"{root} is not a directory")
+        self.problems: list[str] = []
+        self.settings = settings or load_settings(self.root, problems=self.problems)
+        self.log = log or (lambda msg: None)
+        index_dir = Path(self.settings.index.index_dir or self.root / ".sg")
+        self.index_dir = index_dir if index_dir.is_absolute() else self.root / index_dir
+        self.store = Store(self.index_dir / "index.sqlite")
+        self._writer = threading.RLock()
+        self._check_lexical_manifest()
+        self._models_loaded = embedders is not None
+        self._embedders, self._reports = embedders if embedders is not None else ({r: None for r in ROUTES}, [])
+        self.spaces: dict[str, _Space] = {}
+        if embedders is not None:
+            self._setup_spaces()
+
+    # -- models ------------------------------------------------------------------------------------------------
+    def _ensure_models(self) -> None:
+        if self._models_loaded:
+            return
+        with self._writer:
+            if self._models_loaded:
+                return
+            from .embed import load_embedders
+
+            self._embedders, self._reports = load_embedders(self.settings.models, log=self.log)
+            self._models_loaded = True
+            self._setup_spaces()
+
+    def _setup_spaces(self) -> None:
+        by_ident: dict[str, _Space] = {}
+        for r in ROUTES:
+            emb = self._embedders.get(r)
+            if emb is None:
+                continue
+            if emb.ident not in by_ident:
+                codec_name = self.settings.index.token_codec if emb.multi_vector else "fp32"
+                name = _space_name(emb.ident)
+                self.store.ensure_space(name, emb.ident, emb.dim, emb.multi_vector, codec_name)
+                by_ident[emb.ident] = _Space(name, emb, [], get_codec(codec_name) if emb.multi_vector else None)
+            by_ident[emb.ident].routes.append(r)
+        self.spaces = {s.name: s for s in by_ident.values()}
+        for sp in self.spaces.values():
+            self._load_ann(sp)
+
+    def models(self) -> list[ModelReport]:
+        self._ensure_models()
+        return list(self._reports)
+
+    def model_names(self) -> dict[str, str]:
+        return {r: (e.name if e is not None else "lexical") for r, e in self._embedders.items()}
+
+    # -- lexical manifest --------------------------------------------------------------------------------------
+    def _lexical_fingerprint(self) -> str:
+        s = self.settings.index
+        return (f"format={FORMAT_VERSION};chunker={chunking.CHUNKER_VERSION};tokenizer={tokenize.TOKENIZER_VERSION};"
+                f"max_chunk_lines={s.max_chunk_lines};window={s.window_lines}/{s.window_overlap};"
+                f"max_chunks={s.max_chunks_per_file}")
+
+    def _check_lexical_manifest(self) -> None:
+        fp = self._lexical_fingerprint()
+        if self.store.get_meta("lexical") != fp:
+            # Chunking or tokenizing changed: every file must be re-read (vectors keyed by content survive).
+            with self.store.write() as con:
+                con.execute("DELETE FROM chunks_fts")
+                con.execute("DELETE FROM chunks")
+                con.execute("DELETE FROM files")
+                self.store._set_meta(con, "lexical", fp)
+
+    # -- indexing ----------------------------------------------------------------------------------------------
+    def index(self, progress: Progress | None = None, cancel: threading.Event | None = None,
+              embed: bool = True) -> IndexReport:
+        """Bring the store up to date with the workspace: lexical first (fast), then embeddings (resumable)."""
+        t0 = time.perf_counter()
+        report = IndexReport()
+        with self._writer:
+            stored = self.store.files()
+            entries: list[FileEntry] = []
+            skips: list[Skip] = []
+            for item in discover.walk(self.root, self.settings.index):
+                if isinstance(item, Skip):
+                    skips.append(item)
+                elif not self._is_index_path(item.path):
+                    entries.append(item)
+            report.files = len(entries)
+            seen = {e.path for e in entries}
+            todo = [e for e in entries
+                    if e.path not in stored or (stored[e.path].size, stored[e.path].mtime_ns) != (e.size, e.mtime_ns)]
+            gone = [p for p in stored if p not in seen]
+            with self.store.write() as con:
+                for p in gone:
+                    self.store.delete_file(con, p)
+            report.removed = len(gone)
+            self._drop_ann_ids_of_deleted()
+            for start in range(0, len(todo), _FILE_BATCH):
+                if cancel is not None and cancel.is_set():
+                    report.cancelled = True
+                    break
+                batch = todo[start:start + _FILE_BATCH]
+                report.changed += self._write_files(batch, stored, skips)
+                if progress:
+                    progress("files", min(start + _FILE_BATCH, len(todo)), len(todo))
+            if progress and not todo:
+                progress("files", 0, 0)
+            with self.store.write() as con:
+                self.store.replace_skips(con, skips)
+            report.skipped = len(skips)
+            if embed and not report.cancelled and self.settings.models.enabled:
+                self._ensure_models()
+                report.embedded, report.cancelled = self._embed_missing(progress, cancel)
+            report.chunks = self.store.counts()["chunks"]
+            self._save_ann()
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _is_index_path(self, rel: str) -> bool:
+        try:
+            return (self.root / rel).resolve().is_relative_to(self.index_dir.resolve())
+        except OSError:
+            return False
+
+    def _prepare(self, entry: FileEntry, stored_hash: str | None):
+        """Read and chunk one file outside the write transaction. Returns a Skip, 'same' or the rows to store."""
+        text = discover.read_text(entry, self.settings.index)
+        if isinstance(text, Skip):
+            return text
+        fhash = discover.content_hash(text)
+        if fhash == stored_hash:
+            return "same"
+        language = chunking.language_for(entry.path) or "text"
+        data = None
+        if language == "pdf":
+            try:
+                data = Path(entry.abs_path).read_bytes()
+            except OSError as exc:
+                return Skip(entry.path, "unreadable", str(exc))
+        chunks = chunking.chunk_file(entry.path, text, self.settings.index, data=data)
+        if len(chunks) > self.settings.index.max_chunks_per_file:
+            chunks = chunks[: self.settings.index.max_chunks_per_file]
+        path_tokens = " ".join(tokenize.tokenize_path(entry.path))
+        rows = []
+        for c in chunks:
+            body = c.text if not c.doc or c.doc in c.text else f"{c.doc}\n{c.text}"
+            chash = hashlib.blake2b(f"{c.path}\0{c.symbol}\0{body}".encode("utf-8", "replace"),
+                                    digest_size=16).hexdigest()
+            rows.append((c, route.route_chunk(c.text, c.language), chash,
+                         (path_tokens, " ".join(tokenize.tokenize_symbol(c.symbol)), " ".join(tokenize.tokenize(body)))))
+        return fhash, language, rows
+
+    def _write_files(self, batch: list[FileEntry], stored: dict, skips: list[Skip]) -> int:
+        prepared = []
+        for e in batch:
+            old = stored.get(e.path)
+            try:
+                res = self._prepare(e, old.hash if old else None)
+            except Exception as exc:  # a chunker bug must not stop the index; record and go on
+                res = Skip(e.path, "unreadable", f"internal error while chunking: {exc!r}")
+            prepared.append((e, res))
+        changed = 0
+        with self.store.write() as con:
+            for e, res in prepared:
+                if isinstance(res, Skip):
+                    skips.append(res)
+                    self.store.delete_file(con, e.path)
+                elif res == "same":
+                    self.store.touch_file(con, e.path, e.size, e.mtime_ns)
+                else:
+                    fhash, language, rows = res
+                    self.store.put_file(con, e.path, e.size, e.mtime_ns, fhash, language, rows)
+                    changed += 1
+        return changed
+
+    def update_files(self, paths: list[str], embed: bool = True) -> IndexReport:
+        """Re-index just these workspace-relative paths (on save / file-watch events)."""
+        t0 = time.perf_counter()
+        report = IndexReport()
+        with self._writer:
+            stored = self.store.files()
+            entries, skips, gone = [], [], []
+            for p in paths:
+                item = discover.check_file(self.root, p, self.settings.index)
+                if item is None:
+                    gone.append(p)
+                elif isinstance(item, Skip):
+                    skips.append(item)
+                    gone.append(item.path)
+                elif not self._is_index_path(item.path):
+                    entries.append(item)
+            with self.store.write() as con:
+                for p in gone:
+                    report.removed += bool(self.store.delete_file(con, p))
+            report.changed = self._write_files(entries, stored, skips)
+            with self.store.write() as con:
+                self.store.replace_skips(con, skips, paths=paths)
+            report.files, report.skipped = len(entries), len(skips)
+            self._drop_ann_ids_of_deleted()
+            if embed and self.settings.models.enabled:
+                self._ensure_models()
+                report.embedded, _ = self._embed_missing(None, None)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    # -- embeddings --------------------------------------------------------------------------------------------
+    def _embed_missing(self, progress: Progress | None, cancel: threading.Event | None) -> tuple[int, bool]:
+        done = 0
+        for sp in self.spaces.values():
+            total = self.store.count_missing(sp.name, sp.routes)
+            n = 0
+            while True:
+                if cancel is not None and cancel.is_set():
+                    return done, True
+                todo = self.store.missing_vectors(sp.name, sp.routes, _EMBED_BATCH)
+                if not todo:
+                    break
+                texts = [render_for_embedding(row, self.settings.index.embed_render) for _, row in todo]
+                out = sp.embedder.embed_documents(texts)
+                rows = []
+                for (h, _), v in zip(todo, out if sp.embedder.multi_vector else list(out)):
+                    if sp.embedder.multi_vector:
+                        pooled = v.mean(axis=0) if len(v) else np.zeros(sp.embedder.dim, np.float32)
+                        pooled = (pooled / (np.linalg.norm(pooled) or 1.0)).astype(np.float32)
+                        rows.append((h, pooled.tobytes(), sp.codec.encode(v)))
+                    else:
+                        rows.append((h, np.asarray(v, np.float32).tobytes(), None))
+                with self.store.write() as con:
+                    self.store.put_vectors(con, sp.name, rows)
+                self._add_to_ann(sp, [h for h, _ in todo])
+                n += len(todo)
+                done += len(todo)
+                if progress:
+                    progress(f"embed:{sp.embedder.name}", n, total)
+        return done, False
+
+    # -- ANN maintenance ---------------------------------------------------------------------------------------
+    def _ann_path(self, sp: _Space) -> Path:
+        return self.index_dir / f"{sp.name}.hnsw"
+
+    def _live_vectors(self, sp: _Space, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        pairs = list(self.store.vectors_for_chunks(sp.name, sp.routes, ids=ids))
+        dim = sp.embedder.dim
+        if not pairs:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        ids_arr = np.fromiter((p[0] for p in pairs), np.int64, len(pairs))
+        vecs = np.frombuffer(b"".join(p[1] for p in pairs), np.float32).reshape(len(pairs), dim)
+        return ids_arr, vecs
+
+    def _build_ann(self, sp: _Space) -> AnnIndex:
+        s = self.settings.index
+        ids, vecs = self._live_vectors(sp)
+        return AnnIndex.build(sp.embedder.dim, ids, vecs, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction,
+                              ef_search=s.hnsw_ef_search)
+
+    def _load_ann(self, sp: _Space) -> None:
+        with sp.lock:
+            ann = AnnIndex.load(self._ann_path(sp), self.store.generation, sp.embedder.dim)
+            sp.ann = ann if ann is not None else self._build_ann(sp)
+            sp.dirty = ann is None
+
+    def _add_to_ann(self, sp: _Space, hashes: list[str]) -> None:
+        with self.store.read() as con:
+            marks = ",".join("?" * len(hashes))
+            ids = [r[0] for r in con.execute(f"SELECT id FROM chunks WHERE hash IN ({marks})", hashes)]
+        ids_arr, vecs = self._live_vectors(sp, ids)
+        with sp.lock:
+            if sp.ann is None:
+                sp.ann = self._build_ann(sp)
+            elif len(ids_arr):
+                sp.ann.add(ids_arr, vecs)
+            sp.dirty = True
+
+    def _drop_ann_ids_of_deleted(self) -> None:
+        """Chunks deleted from the store leave the ANN too; chunks re-created with known vectors join it."""
+        if not self.spaces:
+            return
+        for sp in self.spaces.values():
+            with sp.lock:
+                if sp.ann is None:
+                    continue
+                live_ids, vecs = self._live_vectors(sp)
+                live = set(live_ids.tolist())
+                ann_ids = set(sp.ann.ids().tolist())
+                stale = list(ann_ids - live)
+                if stale:
+                    sp.ann.remove(np.asarray(stale, np.int64))
+                new = np.asarray(sorted(live - ann_ids), np.int64)
+                if len(new):
+                    mask = np.isin(live_ids, new)
+                    sp.ann.add(live_ids[mask], vecs[mask])
+                if stale or len(new):
+                    sp.dirty = True
+                if sp.ann.needs_compaction():
+                    sp.ann = self._build_ann(sp)
+
+    def _save_ann(self) -> None:
+        gen = self.store.generation
+        for sp in self.spaces.values():
+            with sp.lock:
+                if sp.ann is not None:
+                    sp.ann.save(self._ann_path(sp), gen)
+                    sp.dirty = False
+
+    # -- search ------------------------------------------------------------------------------------------------
+    def _check(self, query: str, k: int) -> None:
+        s = self.settings.search
+        if not isinstance(query, str) or not query.strip():
+            raise BadQuery("the query is empty")
+        if len(query) > s.max_query_chars:
+            raise BadQuery(f"the query has {len(query)} characters; the limit is {s.max_query_chars}")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= s.max_results:
+            raise BadQuery(f"the result limit must be between 1 and {s.max_results}, not {k!r}")
+
+    def search(self, query: str, k: int = 10, mode: str | None = None, paths: list[str] | None = None,
+               explain: bool = False) -> SearchResult:
+        """Rank chunks for a natural-language or code query. `paths` are glob patterns relative to the root."""
+        t0 = time.perf_counter()
+        self._check(query, k)
+        mode = mode or self.settings.search.mode
+        if mode not in ("hybrid", "semantic", "lexical"):
+            raise BadQuery(f"mode must be hybrid, semantic or lexical, not {mode!r}")
+        paths = self._check_paths(paths)
+        if mode != "lexical":
+            self._ensure_models()
+        weights = route.route_query(query)
+        hits, notes = self._rank(query_text=query, q_tokens=tokenize.tokenize_query(query), weights=weights,
+                                 mode=mode, k=k, paths=paths, doc_query=False)
+        return SearchResult(hits, mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(), notes)
+
+    def similar(self, path: str, line: int, k: int = 10, mode: str | None = None) -> SearchResult:
+        """Chunks most similar to the chunk that covers `line` (1-based) of `path`, excluding that chunk."""
+        t0 = time.perf_counter()
+        rel = self._rel(path)
+        rows = [r for r in self.store.chunks_of_file(rel) if r.start_line <= line <= r.end_line]
+        if not rows:
+            raise BadQuery(f"no indexed function at {rel}:{line}")
+        target = min(rows, key=lambda r: (r.end_line - r.start_line, r.kind not in ("function", "method")))
+        res = self.similar_text(target.text, k=k + 4, mode=mode, language=target.language,
+                                exclude=(target.path, target.symbol, target.id))
+        res.hits = res.hits[:k]
+        res.elapsed_ms = (time.perf_counter() - t0) * 1000
+        return res
+
+    def similar_text(self, text: str, k: int = 10, mode: str | None = None, language: str = "",
+                     exclude: tuple[str, str, int] | None = None) -> SearchResult:
+        """Chunks most similar to a code snippet (the snippet is embedded as a document, not as a query)."""
+        t0 = time.perf_counter()
+        if not isinstance(text, str) or not text.strip():
+            raise BadQuery("the code snippet is empty")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.settings.search.max_results:
+            raise BadQuery(f"the result limit must be between 1 and {self.settings.search.max_results}, not {k!r}")
+        mode = mode or self.settings.search.mode
+        if mode != "lexical":
+            self._ensure_models()
+        text = text[:20_000]
+        r = route.route_chunk(text, language or "code")
+        weights = {x: (1.0 if x == r else 0.0) for x in ROUTES}
+        q_tokens = list(dict.fromkeys(tokenize.tokenize(text)))[:256]
+        hits, notes = self._rank(query_text=text, q_tokens=q_tokens, weights=weights, mode=mode, k=k + 8,
+                                 paths=None, doc_query=True, name_boost=False)
+        if exclude:
+            hits = [h for h in hits if h.chunk_id != exclude[2] and not (h.path == exclude[0] and h.symbol
+                                                                          and h.symbol == exclude[1])]
+        return SearchResult(hits[:k], mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(), notes)
+
+    def _rel(self, path: str) -> str:
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(self.root)
+            except (ValueError, OSError):
+                raise BadQuery(f"{path} is outside the workspace {self.root}") from None
+        rel = p.as_posix()
+        if rel.startswith("../") or rel == "..":
+            raise BadQuery(f"{path} is outside the workspace {self.root}")
+        return rel
+
+    def _check_paths(self, paths: list[str] | None) -> list[str] | None:
+        if not paths:
+            return None
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or len(paths) > 100:
+            raise BadQuery("paths must be a list of at most 100 glob patterns")
+        out = []
+        for p in paths:
+            if Path(p).is_absolute():
+                p = self._rel(p)
+            if ".." in Path(p).parts:
+                raise BadQuery(f"path pattern {p!r} reaches outside the workspace")
+            out.append(p.rstrip("/"))
+        return out
+
+    @staticmethod
+    def _path_ok(path: str, patterns: list[str] | None) -> bool:
+        if not patterns:
+            return True
+        return any(fnmatch.fnmatch(path, pat) or path.startswith(pat + "/") or path == pat for pat in patterns)
+
+    def _rank(self, *, query_text: str, q_tokens: list[str], weights: dict[str, float], mode: str, k: int,
+              paths: list[str] | None, doc_query: bool, name_boost: bool = True) -> tuple[list[Hit], list[str]]:
+        s = self.settings.search
+        notes: list[str] = []
+        n_cand = max(s.candidates, k * 3) * (4 if paths else 1)
+        components: dict[str, dict[int, float]] = {}
+        comp_weights: dict[str, float] = {}
+        qvecs: dict[str, np.ndarray] = {}
+
+        # Semantic weight per space: the query's route weights, for routes that have a model.
+        space_w: dict[str, float] = {}
+        unserved = 0.0
+        for r, w in weights.items():
+            sp = next((x for x in self.spaces.values() if r in x.routes), None)
+            if sp is None:
+                unserved += w
+            else:
+                space_w[sp.name] = space_w.get(sp.name, 0.0) + w
+        if mode != "lexical" and not self.spaces:
+            notes.append("no embedding model is available: lexical results only")
+            mode = "lexical"
+        elif mode == "semantic" and unserved >= 0.999:
+            notes.append("no model can read this query's language: lexical results only")
+            mode = "lexical"
+
+        with self.store.read() as con:
+            if mode in ("hybrid", "lexical"):
+                components["lexical"] = self.store.lexical(q_tokens, n_cand, con=con)
+                comp_weights["lexical"] = 1.0 if mode == "lexical" else s.lexical_weight + (1 - s.lexical_weight) * unserved
+            if mode in ("hybrid", "semantic"):
+                for name, w in space_w.items():
+                    if w <= 0:
+                        continue
+                    sp = self.spaces[name]
+                    sims, qvecs[name] = self._semantic(sp, query_text, n_cand, doc_query, con)
+                    if sims:
+                        components[f"sem:{sp.embedder.name}"] = sims
+                        comp_weights[f"sem:{sp.embedder.name}"] = w * (1 - s.lexical_weight if mode == "hybrid" else 1)
+            cand = set().union(*components.values()) if components else set()
+            if len(components) > 1:
+                self._fill_in(components, cand, q_tokens, qvecs, con)
+            rows = self.store.chunks_by_id(cand, con=con)
+        if paths:
+            rows = {i: r for i, r in rows.items() if self._path_ok(r.path, paths)}
+        if not rows:
+            return [], notes
+        for comp in components.values():
+            for i in list(comp):
+                if i not in rows:
+                    del comp[i]
+        if s.fusion == "rrf":
+            fused = score.fuse_rrf(components, comp_weights, k=s.rrf_k)
+        else:
+            fused = score.fuse_linear(components, comp_weights)
+        wants_tests = score.query_mentions_tests(query_text) if not doc_query else True
+        hits: list[Hit] = []
+        for cid, fz in fused.items():
+            row = rows.get(cid)
+            if row is None:
+                continue
+            total, parts = fz.score, dict(fz.parts)
+            if name_boost and s.name_boost > 0:
+                nb = score.name_boost(q_tokens, tokenize.tokenize_path(row.path), tokenize.tokenize_symbol(row.symbol))
+                if nb:
+                    parts["name"] = s.name_boost * nb
+                    total += s.name_boost * nb
+            if s.demote_tests and not wants_tests and score.is_test_path(row.path, row.symbol):
+                parts["test-demotion"] = -0.1 * total
+                total *= 0.9
+            sem = [(v, key) for key, v in parts.items() if key.startswith("sem:")]
+            hits.append(Hit(chunk_id=cid, path=row.path, symbol=row.symbol, kind=row.kind, language=row.language,
+                            start_line=row.start_line, end_line=row.end_line, start_col=row.start_col,
+                            end_col=row.end_col, score=float(total), snippet=_snippet(row),
+                            space=max(sem)[1][4:] if sem else "", components=parts))
+        hits.sort(key=lambda h: (-h.score, h.path, h.start_line))
+        return score.dedupe(hits)[:k], notes
+
+    def _semantic(self, sp: _Space, text: str, n: int, doc_query: bool, con) -> tuple[dict[int, float], np.ndarray]:
+        """Candidates from the space's ANN (exact MaxSim rerank for multi-vector spaces) and the pooled query."""
+        emb = sp.embedder
+        out = emb.embed_documents([text]) if doc_query else emb.embed_queries([text])
+        if emb.multi_vector:
+            qtok = out[0]
+            pooled = qtok.mean(axis=0)
+            pooled = (pooled / (np.linalg.norm(pooled) or 1.0)).astype(np.float32)
+        else:
+            pooled = np.asarray(out[0], np.float32)
+        with sp.lock:
+            if sp.ann is None or len(sp.ann) == 0:
+                return {}, pooled
+            ids, sims = sp.ann.search(pooled, n)
+        if not emb.multi_vector:
+            return {int(i): float(v) for i, v in zip(ids, sims)}, pooled
+        blobs = self.store.token_blobs(sp.name, [int(i) for i in ids], con=con)
+        order = [int(i) for i in ids if int(i) in blobs]
+        docs = [sp.codec.decode(blobs[i], emb.dim) for i in order]
+        ms = score.maxsim_many(qtok, docs) / max(len(qtok), 1)
+        return {i: float(v) for i, v in zip(order, ms)}, pooled
+
+    def _fill_in(self, components: dict[str, dict[int, float]], cand: set[int], q_tokens: list[str],
+                 qvecs: dict[str, np.ndarray], con) -> None:
+        """Give every candidate its exact score in every component, so fusion never guesses a missing one."""
+        for key, comp in components.items():
+            missing = [i for i in cand if i not in comp]
+            if not missing:
+                continue
+            if key == "lexical":
+                comp.update(self._lexical_for(q_tokens, missing, con))
+            else:
+                sp = next(s for s in self.spaces.values() if f"sem:{s.embedder.name}" == key)
+                if sp.embedder.multi_vector:
+                    continue  # MaxSim for off-list candidates would need their tokens: left at 0
+                ids, vecs = self._live_vectors(sp, missing)
+                if len(ids):
+                    comp.update({int(i): float(v) for i, v in zip(ids, vecs @ qvecs[sp.name])})
+
+    def _lexical_for(self, q_tokens: list[str], ids: list[int], con) -> dict[int, float]:
+        if not q_tokens:
+            return {}
+        expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in q_tokens)
+        out = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            marks = ",".join("?" * len(part))
+            try:
+                for cid, s in con.execute(f"SELECT rowid, -bm25(chunks_fts, 1.0, 2.0, 1.0) FROM chunks_fts "
+                                          f"WHERE chunks_fts MATCH ? AND rowid IN ({marks})", (expr, *part)):
+                    out[cid] = float(s)
+            except Exception:
+                return out
+        return out
+
+    # -- status ------------------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        counts = self.store.counts()
+        vectors = {}
+        for sp in self.spaces.values():
+            vectors[sp.embedder.name] = len(sp.ann) if sp.ann is not None else 0
+        return {**counts, "root": str(self.root), "index": str(self.store.path), "vectors": vectors,
+                "models": self.model_names()}
+
+    def skipped(self) -> list[Skip]:
+        return self.store.skipped()
+
+    def close(self) -> None:
+        with self._writer:
+            if any(getattr(sp, "dirty", False) for sp in self.spaces.values()):
+                self._save_ann()
+            self.store.close()
+
+
+def _snippet(row: ChunkRow, lines: int = 6, width: int = 400) -> str:
+    out = [ln for ln in row.text.splitlines() if ln.strip()][:lines]
+    return "\n".join(out)[:width]

@@ -1,0 +1,134 @@
+"""All settings in one typed tree, resolved in one place: defaults <- .sg.toml <- initializationOptions/CLI overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_EXCLUDES = (
+    ".git/", ".hg/", ".svn/", ".sg/", "node_modules/", ".venv/", "venv/", "env/", ".env/", "__pycache__/",
+    ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/", "build/", "dist/", "target/",
+    "out/", ".next/", ".gradle/", ".idea/", ".vscode/", "*.egg-info/", ".cache/", "*.min.js.map",
+)
+
+
+@dataclass
+class ModelSettings:
+    """Which model serves each route. A model_path overrides the code and prose models (a tuned model)."""
+
+    code: str = "microsoft/unixcoder-base"
+    prose: str = "google/xtr-base-en"
+    cjk: str = "jinaai/jina-colbert-v2"
+    model_path: str | None = None
+    trust_remote_code: bool = False  # needed by Jina models; never on unless the user says so
+    allow_noncommercial: bool = False  # Jina-ColBERT-v2 is CC-BY-NC-4.0
+    default_adapter: bool = True  # apply sg's shipped adapter on top of the offline MiniLM
+    enabled: bool = True  # False: lexical search only
+    threads: int = 0  # 0: torch default capped at the core count
+    batch_size: int = 32
+
+
+@dataclass
+class IndexSettings:
+    max_file_bytes: int = 1 << 20
+    max_chunks_per_file: int = 2000
+    max_chunk_lines: int = 120  # longer functions are split into overlapping windows
+    window_lines: int = 60
+    window_overlap: int = 10
+    excludes: list[str] = field(default_factory=list)  # extra gitignore-style patterns
+    index_dir: str | None = None  # default <workspace>/.sg
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    token_codec: str = "int8"  # fp32 | fp16 | int8 | pq
+    embed_render: str = "structured"  # structured (path + symbol words, then code) | raw
+
+
+@dataclass
+class SearchSettings:
+    mode: str = "hybrid"  # hybrid | semantic | lexical
+    fusion: str = "linear"  # linear | rrf
+    lexical_weight: float = 0.1
+    name_boost: float = 0.05
+    rrf_k: int = 60
+    candidates: int = 100
+    demote_tests: bool = True
+    max_query_chars: int = 2000
+    max_results: int = 200
+
+
+@dataclass
+class Settings:
+    models: ModelSettings = field(default_factory=ModelSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+
+    def validate(self) -> "Settings":
+        if self.search.mode not in ("hybrid", "semantic", "lexical"):
+            raise ConfigError(f"search.mode must be hybrid, semantic or lexical, not {self.search.mode!r}")
+        if self.search.fusion not in ("linear", "rrf"):
+            raise ConfigError(f"search.fusion must be linear or rrf, not {self.search.fusion!r}")
+        if self.index.token_codec not in ("fp32", "fp16", "int8", "pq"):
+            raise ConfigError(f"index.token_codec must be fp32, fp16, int8 or pq, not {self.index.token_codec!r}")
+        if not 1 <= self.index.max_file_bytes <= 1 << 30:
+            raise ConfigError("index.max_file_bytes must be between 1 and 1 GiB")
+        if not 1 <= self.search.max_results <= 10_000:
+            raise ConfigError("search.max_results must be between 1 and 10000")
+        if self.index.window_overlap >= self.index.window_lines:
+            raise ConfigError("index.window_overlap must be smaller than index.window_lines")
+        return self
+
+
+def _merge(obj: Any, data: dict[str, Any], where: str, problems: list[str]) -> None:
+    """Copy known keys from `data` onto dataclass `obj`, recording (not raising) unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            problems.append(f"{where}{key}: unknown setting, ignored")
+            continue
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if isinstance(value, dict):
+                _merge(current, value, f"{where}{key}.", problems)
+            else:
+                problems.append(f"{where}{key}: expected a table, ignored")
+            continue
+        if value is None and (current is None or name in ("model_path", "index_dir")):
+            setattr(obj, name, None)
+            continue
+        expected = type(current) if current is not None else str
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is list and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = list(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            problems.append(f"{where}{key}: expected {expected.__name__}, got {type(value).__name__}; ignored")
+            continue
+        setattr(obj, name, value)
+
+
+def load_settings(workspace: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                  problems: list[str] | None = None) -> Settings:
+    """Defaults, then `<workspace>/.sg.toml`, then `overrides` (LSP initializationOptions or CLI flags).
+
+    Unknown keys and wrong types fall back to the default and are reported in `problems`, so a typo never
+    stops the editor; values that are the right type but out of range raise ConfigError.
+    """
+    problems = problems if problems is not None else []
+    settings = Settings()
+    if workspace is not None:
+        path = Path(workspace) / ".sg.toml"
+        if path.is_file():
+            try:
+                _merge(settings, tomllib.loads(path.read_text(encoding="utf-8")), "", problems)
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+                problems.append(f"{path}: {exc}; using defaults")
+    if overrides:
+        _merge(settings, overrides, "", problems)
+    return settings.validate()
