@@ -147,7 +147,7 @@ class Engine:
     # -- lexical manifest --------------------------------------------------------------------------------------
     def _lexical_fingerprint(self) -> str:
         s = self.settings.index
-        return (f"format={FORMAT_VERSION};chunker={chunking.CHUNKER_VERSION};tokenizer={tokenize.TOKENIZER_VERSION};"
+        return (f"format={FORMAT_VERSION};chunker={chunking.CHUNKER_VERSION};tokenizer={tokenize.tokenizer_id()};"
                 f"max_chunk_lines={s.max_chunk_lines};window={s.window_lines}/{s.window_overlap};"
                 f"max_chunks={s.max_chunks_per_file}")
 
@@ -447,7 +447,7 @@ class Engine:
         text = text[:20_000]
         r = route.route_chunk(text, language or "code")
         weights = {x: (1.0 if x == r else 0.0) for x in ROUTES}
-        q_tokens = list(dict.fromkeys(tokenize.tokenize(text)))[:256]
+        q_tokens = tokenize.tokenize_query(text, limit=512)
         hits, notes = self._rank(query_text=text, q_tokens=q_tokens, weights=weights, mode=mode, k=k + 8,
                                  paths=None, doc_query=True, name_boost=False)
         if exclude:
