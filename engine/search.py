@@ -222,15 +222,7 @@ class Engine:
         if fhash == stored_hash:
             return "same"
         language = chunking.language_for(entry.path) or "text"
-        data = None
-        if language == "pdf":
-            try:
-                data = Path(entry.abs_path).read_bytes()
-            except OSError as exc:
-                return Skip(entry.path, "unreadable", str(exc))
-        chunks = chunking.chunk_file(entry.path, text, self.settings.index, data=data)
-        if len(chunks) > self.settings.index.max_chunks_per_file:
-            chunks = chunks[: self.settings.index.max_chunks_per_file]
+        chunks = chunking.chunk_file(entry.path, text, self.settings.index)  # PDFs arrive as "\f"-joined pages
         path_tokens = " ".join(tokenize.tokenize_path(entry.path))
         rows = []
         for c in chunks:
@@ -272,7 +264,11 @@ class Engine:
             stored = self.store.files()
             entries, skips, gone = [], [], []
             for p in paths:
-                item = discover.check_file(self.root, p, self.settings.index)
+                try:
+                    item = discover.check_file(self.root, p, self.settings.index)
+                except BadQuery as exc:  # a watcher event for a path outside the workspace: ignore it
+                    report.notes.append(str(exc))
+                    continue
                 if item is None:
                     gone.append(p)
                 elif isinstance(item, Skip):
