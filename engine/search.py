@@ -182,10 +182,9 @@ class Engine:
                     if e.path not in stored or (stored[e.path].size, stored[e.path].mtime_ns) != (e.size, e.mtime_ns)]
             gone = [p for p in stored if p not in seen]
             with self.store.write() as con:
-                for p in gone:
-                    self.store.delete_file(con, p)
+                removed = [i for p in gone for i in self.store.delete_file(con, p)]
             report.removed = len(gone)
-            self._drop_ann_ids_of_deleted()
+            self._sync_ann(removed, [])
             for start in range(0, len(todo), _FILE_BATCH):
                 if cancel is not None and cancel.is_set():
                     report.cancelled = True
@@ -243,17 +242,22 @@ class Engine:
                 res = Skip(e.path, "unreadable", f"internal error while chunking: {exc!r}")
             prepared.append((e, res))
         changed = 0
+        removed: list[int] = []
+        added: list[int] = []
         with self.store.write() as con:
             for e, res in prepared:
                 if isinstance(res, Skip):
                     skips.append(res)
-                    self.store.delete_file(con, e.path)
+                    removed += self.store.delete_file(con, e.path)
                 elif res == "same":
                     self.store.touch_file(con, e.path, e.size, e.mtime_ns)
                 else:
                     fhash, language, rows = res
-                    self.store.put_file(con, e.path, e.size, e.mtime_ns, fhash, language, rows)
+                    gone, new = self.store.put_file(con, e.path, e.size, e.mtime_ns, fhash, language, rows)
+                    removed += gone
+                    added += new
                     changed += 1
+        self._sync_ann(removed, added)
         return changed
 
     def update_files(self, paths: list[str], embed: bool = True) -> IndexReport:
@@ -276,14 +280,17 @@ class Engine:
                     gone.append(item.path)
                 elif not self._is_index_path(item.path):
                     entries.append(item)
+            removed: list[int] = []
             with self.store.write() as con:
                 for p in gone:
-                    report.removed += bool(self.store.delete_file(con, p))
+                    ids = self.store.delete_file(con, p)
+                    report.removed += bool(ids)
+                    removed += ids
+            self._sync_ann(removed, [])
             report.changed = self._write_files(entries, stored, skips)
             with self.store.write() as con:
                 self.store.replace_skips(con, skips, paths=paths)
             report.files, report.skipped = len(entries), len(skips)
-            self._drop_ann_ids_of_deleted()
             if embed and self.settings.models.enabled:
                 self._ensure_models()
                 report.embedded, _ = self._embed_missing(None, None)
@@ -358,25 +365,18 @@ class Engine:
                 sp.ann.add(ids_arr, vecs)
             sp.dirty = True
 
-    def _drop_ann_ids_of_deleted(self) -> None:
-        """Chunks deleted from the store leave the ANN too; chunks re-created with known vectors join it."""
-        if not self.spaces:
-            return
+    def _sync_ann(self, removed: list[int], added: list[int]) -> None:
+        """Deleted chunks leave every ANN; new chunks whose content already has a vector join it at once."""
         for sp in self.spaces.values():
             with sp.lock:
                 if sp.ann is None:
                     continue
-                live_ids, vecs = self._live_vectors(sp)
-                live = set(live_ids.tolist())
-                ann_ids = set(sp.ann.ids().tolist())
-                stale = list(ann_ids - live)
-                if stale:
-                    sp.ann.remove(np.asarray(stale, np.int64))
-                new = np.asarray(sorted(live - ann_ids), np.int64)
-                if len(new):
-                    mask = np.isin(live_ids, new)
-                    sp.ann.add(live_ids[mask], vecs[mask])
-                if stale or len(new):
+                if removed:
+                    sp.ann.remove(np.asarray(removed, np.int64))
+                    sp.dirty = True
+                ids, vecs = self._live_vectors(sp, added) if added else (np.zeros(0), None)
+                if len(ids):
+                    sp.ann.add(ids, vecs)
                     sp.dirty = True
                 if sp.ann.needs_compaction():
                     sp.ann = self._build_ann(sp)
@@ -508,9 +508,12 @@ class Engine:
             notes.append("no model can read this query's language: lexical results only")
             mode = "lexical"
 
+        # Path and symbol columns carry identifiers: they help code queries and only add noise to CJK prose.
+        cjk = weights.get("cjk", 0.0)
+        cols = (1.0 - cjk, 2.0 * (1.0 - cjk), 1.0)
         with self.store.read() as con:
             if mode in ("hybrid", "lexical"):
-                components["lexical"] = self.store.lexical(q_tokens, n_cand, con=con)
+                components["lexical"] = self.store.lexical(q_tokens, n_cand, cols, con=con)
                 comp_weights["lexical"] = 1.0 if mode == "lexical" else s.lexical_weight + (1 - s.lexical_weight) * unserved
             if mode in ("hybrid", "semantic"):
                 for name, w in space_w.items():
@@ -523,7 +526,7 @@ class Engine:
                         comp_weights[f"sem:{sp.embedder.name}"] = w * (1 - s.lexical_weight if mode == "hybrid" else 1)
             cand = set().union(*components.values()) if components else set()
             if len(components) > 1:
-                self._fill_in(components, cand, q_tokens, qvecs, con)
+                self._fill_in(components, cand, q_tokens, cols, qvecs, con)
             rows = self.store.chunks_by_id(cand, con=con)
         if paths:
             rows = {i: r for i, r in rows.items() if self._path_ok(r.path, paths)}
@@ -583,14 +586,14 @@ class Engine:
         return {i: float(v) for i, v in zip(order, ms)}, pooled
 
     def _fill_in(self, components: dict[str, dict[int, float]], cand: set[int], q_tokens: list[str],
-                 qvecs: dict[str, np.ndarray], con) -> None:
+                 cols: tuple[float, float, float], qvecs: dict[str, np.ndarray], con) -> None:
         """Give every candidate its exact score in every component, so fusion never guesses a missing one."""
         for key, comp in components.items():
             missing = [i for i in cand if i not in comp]
             if not missing:
                 continue
             if key == "lexical":
-                comp.update(self._lexical_for(q_tokens, missing, con))
+                comp.update(self.store.lexical(q_tokens, 0, cols, con=con, ids=missing))
             else:
                 sp = next(s for s in self.spaces.values() if f"sem:{s.embedder.name}" == key)
                 if sp.embedder.multi_vector:
@@ -598,22 +601,6 @@ class Engine:
                 ids, vecs = self._live_vectors(sp, missing)
                 if len(ids):
                     comp.update({int(i): float(v) for i, v in zip(ids, vecs @ qvecs[sp.name])})
-
-    def _lexical_for(self, q_tokens: list[str], ids: list[int], con) -> dict[int, float]:
-        if not q_tokens:
-            return {}
-        expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in q_tokens)
-        out = {}
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            marks = ",".join("?" * len(part))
-            try:
-                for cid, s in con.execute(f"SELECT rowid, -bm25(chunks_fts, 1.0, 2.0, 1.0) FROM chunks_fts "
-                                          f"WHERE chunks_fts MATCH ? AND rowid IN ({marks})", (expr, *part)):
-                    out[cid] = float(s)
-            except Exception:
-                return out
-        return out
 
     # -- status ------------------------------------------------------------------------------------------------
     def status(self) -> dict:

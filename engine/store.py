@@ -201,22 +201,23 @@ class Store:
         con.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
 
     @staticmethod
-    def delete_file(con: sqlite3.Connection, path: str) -> int:
-        """Remove a file with its chunks and lexical rows; returns how many chunks went."""
+    def delete_file(con: sqlite3.Connection, path: str) -> list[int]:
+        """Remove a file with its chunks and lexical rows; returns the ids of the chunks that went."""
         row = con.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
         if row is None:
-            return 0
+            return []
         ids = [r[0] for r in con.execute("SELECT id FROM chunks WHERE file_id = ?", (row[0],))]
         con.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         con.execute("DELETE FROM chunks WHERE file_id = ?", (row[0],))
         con.execute("DELETE FROM files WHERE id = ?", (row[0],))
-        return len(ids)
+        return ids
 
     @staticmethod
     def put_file(con: sqlite3.Connection, path: str, size: int, mtime_ns: int, file_hash: str, language: str,
-                 chunks: list[tuple[Chunk, str, str, tuple[str, str, str]]]) -> list[int]:
-        """Replace a file's chunks. Each item: (chunk, route, content hash, (path, symbol, body) token strings)."""
-        Store.delete_file(con, path)
+                 chunks: list[tuple[Chunk, str, str, tuple[str, str, str]]]) -> tuple[list[int], list[int]]:
+        """Replace a file's chunks. Each item: (chunk, route, content hash, (path, symbol, body) token strings).
+        Returns (ids removed, ids added)."""
+        removed = Store.delete_file(con, path)
         cur = con.execute("INSERT INTO files(path, size, mtime_ns, hash, language) VALUES (?, ?, ?, ?, ?)",
                           (path, size, mtime_ns, file_hash, language))
         file_id = cur.lastrowid
@@ -229,7 +230,7 @@ class Store:
                  c.text, c.doc, c.signature, route, chash))
             ids.append(cur.lastrowid)
             con.execute("INSERT INTO chunks_fts(rowid, path, symbol, body) VALUES (?, ?, ?, ?)", (cur.lastrowid, *fts))
-        return ids
+        return removed, ids
 
     @staticmethod
     def replace_skips(con: sqlite3.Connection, skips: Iterable[Skip], paths: Iterable[str] | None = None) -> None:
@@ -283,19 +284,30 @@ class Store:
 
     # -- lexical -----------------------------------------------------------------------------------------------
     def lexical(self, tokens: list[str], limit: int, weights: tuple[float, float, float] = (1.0, 2.0, 1.0),
-                con: sqlite3.Connection | None = None) -> dict[int, float]:
-        """BM25 (FTS5) over path, symbol and body columns; returns chunk id -> positive score."""
+                con: sqlite3.Connection | None = None, ids: list[int] | None = None) -> dict[int, float]:
+        """BM25 (FTS5) over path, symbol and body columns; chunk id -> positive score.
+
+        With `ids`, scores exactly those chunks (the ones that match at all) instead of the top `limit`.
+        """
         if not tokens:
             return {}
         expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in tokens)
         con = con or self._con()
+        out: dict[int, float] = {}
         try:
-            rows = con.execute(
-                "SELECT rowid, -bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-                "ORDER BY bm25(chunks_fts, ?, ?, ?) LIMIT ?", (*weights, expr, *weights, limit)).fetchall()
+            if ids is None:
+                rows = con.execute("SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                                   "ORDER BY bm25(chunks_fts, ?, ?, ?) LIMIT ?", (*weights, expr, *weights, limit))
+                return {r[0]: float(r[1]) for r in rows}
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                marks = ",".join("?" * len(part))
+                rows = con.execute(f"SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts "
+                                   f"MATCH ? AND rowid IN ({marks})", (*weights, expr, *part))
+                out.update((r[0], float(r[1])) for r in rows)
         except sqlite3.OperationalError:
-            return {}
-        return {r[0]: float(r[1]) for r in rows}
+            pass  # a query FTS5 cannot parse has no lexical matches
+        return out
 
     # -- spaces and vectors ------------------------------------------------------------------------------------
     def spaces(self) -> dict[str, dict]:
