@@ -611,6 +611,18 @@ class Engine:
         return {**counts, "root": str(self.root), "index": str(self.store.path), "vectors": vectors,
                 "models": self.model_names()}
 
+    def check(self) -> list[str]:
+        """Integrity problems (empty when healthy): SQLite's own check, table agreement, ANN vs store."""
+        self._ensure_models()
+        problems = self.store.integrity()
+        for sp in self.spaces.values():
+            with sp.lock:
+                live = set(self._live_vectors(sp)[0].tolist())
+                in_ann = set(sp.ann.live_ids().tolist()) if sp.ann is not None else set()
+                if live != in_ann:
+                    problems.append(f"{sp.name}: ANN holds {len(in_ann)} chunks, store has vectors for {len(live)}")
+        return problems
+
     def skipped(self) -> list[Skip]:
         return self.store.skipped()
 

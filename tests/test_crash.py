@@ -1,0 +1,76 @@
+"""SIGKILL `sg index` at random moments: the index must open, pass its integrity check, and after resuming give
+the same results as a clean build. bench/reliability/kill_index.py runs the 50-kill version."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.search import Engine
+from engine.settings import load_settings
+
+QUERIES = ["check if a variable is iterable", "read a file line by line", "convert string to datetime",
+           "remove duplicates from a list", "sort a dictionary by value"]
+
+
+def corpus(bench: Path, dest: Path, n: int) -> Path:
+    src = sorted((bench / "cosqa" / "corpus").iterdir())[:n]
+    dest.mkdir()
+    for f in src:
+        shutil.copy(f, dest / f.name)
+    return dest
+
+
+def sg_index(root: Path, index_dir: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", "index", str(root), "--index-dir", str(index_dir),
+                             "-q", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def results(root: Path, index_dir: Path, embed: bool) -> list[list[tuple[str, str]]]:
+    settings = load_settings(root, {"index": {"index_dir": str(index_dir)}, "models": {"enabled": embed}})
+    eng = Engine(root, settings)
+    try:
+        assert eng.check() == []
+        return [[(h.path, h.symbol) for h in eng.search(q, k=5, mode="hybrid" if embed else "lexical").hits]
+                for q in QUERIES]
+    finally:
+        eng.close()
+
+
+@pytest.mark.parametrize("embed", [False, True], ids=["lexical", "with-model"])
+def test_sigkill_during_index_then_resume(bench_dir: Path, tmp_path: Path, embed: bool) -> None:
+    root = corpus(bench_dir, tmp_path / "ws", 400 if embed else 2000)
+    extra = () if embed else ("--no-models",)
+    clean = tmp_path / "clean"
+    p = sg_index(root, clean, extra)
+    assert p.wait(timeout=600) == 0, p.stderr.read().decode()
+    expected = results(root, clean, embed)
+
+    rng = random.Random(1234)
+    crashed = tmp_path / "crashed"
+    kills = 0
+    for _ in range(3):
+        p = sg_index(root, crashed, extra)
+        time.sleep(rng.uniform(0.3, 4.0 if embed else 1.5))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait(timeout=60)
+        # after every kill the store opens and is internally consistent
+        eng = Engine(root, load_settings(root, {"index": {"index_dir": str(crashed)}, "models": {"enabled": embed}}))
+        assert eng.check() == []
+        eng.close()
+    p = sg_index(root, crashed, extra)
+    assert p.wait(timeout=600) == 0, p.stderr.read().decode()
+    assert results(root, crashed, embed) == expected
+    print(json.dumps({"kills": kills, "embed": embed}))
