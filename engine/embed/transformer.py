@@ -1,0 +1,416 @@
+"""One transformer-encoder embedder driven by a declarative recipe; the model families only differ in their recipe.
+
+The recipe says how a text becomes token ids (markers, lowercasing, prompts, query expansion), how hidden states
+become vectors (pooling or per-token, dense projections) and where the weights are. Construction is cheap
+(files and hashes only); torch and the weights load on the first embed call.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from . import files
+
+# Bump when a recipe change alters vectors, so an index built with the old code is not reused.
+RECIPE_VERSION = "1"
+
+# Longest input we embed on CPU. Cost grows with the square of the length and sg's chunks are at most
+# ~120 lines, so longer model limits (8K for the Jina models) only buy latency.
+DOC_TOKEN_CAP = 512
+
+POOLINGS = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+_ACTIVATIONS = {
+    "torch.nn.modules.linear.Identity": "identity",
+    "torch.nn.modules.activation.Tanh": "tanh",
+    "torch.nn.modules.activation.ReLU": "relu",
+    "torch.nn.modules.activation.GELU": "gelu",
+    "torch.nn.modules.activation.Sigmoid": "sigmoid",
+}
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """A linear layer applied after pooling (single-vector) or to every token vector (multi-vector)."""
+
+    path: Path  # safetensors or .bin file
+    key: str = "linear.weight"  # weight tensor name; the bias is the same name with .bias
+    activation: str = "identity"
+
+    @staticmethod
+    def activation_from(name: str | None, where: Path) -> str:
+        if not name:
+            return "identity"
+        if name not in _ACTIVATIONS:
+            raise ModelError(f"{where}: dense activation {name!r} is not supported (only {sorted(_ACTIVATIONS)})")
+        return _ACTIVATIONS[name]
+
+
+@dataclass
+class Recipe:
+    """Everything needed to turn texts into vectors with one checkpoint."""
+
+    name: str  # shown to users: repo id, directory name, ...
+    family: str  # sentence-transformers | unixcoder | xtr | colbert | jina-code | hf-mean
+    directory: Path  # the transformers backbone (config.json, weights, tokenizer)
+    weights: files.Weights
+    multi_vector: bool
+    dim: int
+    max_length: int
+    pooling: tuple[str, ...] = ("mean",)  # ignored when multi_vector
+    dense: tuple[DenseSpec, ...] = ()
+    lowercase: bool = False
+    query_prompt: str = ""  # text prefixes from config_sentence_transformers.json
+    doc_prompt: str = ""
+    mode_token: str | None = None  # UniXcoder: "<encoder-only>" then a separator after the leading special token
+    mode_sep: bool = False
+    query_marker: str | None = None  # ColBERT: a token right after the leading special token
+    doc_marker: str | None = None
+    query_expand_to: int = 0  # ColBERT: queries padded with [MASK] to this length, all positions kept
+    query_expand_attend: bool = True  # whether the encoder attends to those [MASK] tokens
+    doc_skip_punctuation: bool = False  # ColBERT drops punctuation token vectors from documents
+    trust_remote_code: bool = False
+    t5_encoder: bool = False
+    adapter: Path | None = None  # PEFT adapter directory merged into the backbone at load
+    note: str = ""
+    extra_files: tuple[Path, ...] = field(default_factory=tuple)
+
+    def hashed_files(self) -> list[Path]:
+        paths = list(self.weights.files) + [d.path for d in self.dense] + list(self.extra_files)
+        if self.adapter is not None:
+            paths += sorted(p for p in self.adapter.iterdir() if p.suffix in (".safetensors", ".json"))
+        return paths
+
+    def salt(self) -> str:
+        parts = [RECIPE_VERSION, self.family, ",".join(self.pooling), str(self.max_length), str(self.lowercase),
+                 self.query_prompt, self.doc_prompt, str(self.mode_token), str(self.query_marker),
+                 str(self.doc_marker), str(self.query_expand_to), str(self.query_expand_attend),
+                 str(self.doc_skip_punctuation)]
+        return "|".join(parts)
+
+
+def torch_threads(threads: int) -> int:
+    """settings.threads, or torch's default capped at the core count (several processes may share the CPU)."""
+    import torch
+
+    if threads > 0:
+        return threads
+    return max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
+
+
+class TransformerEmbedder:
+    """An Embedder (see base.py) over a transformers encoder. Thread-safe; loads lazily."""
+
+    def __init__(self, recipe: Recipe, *, threads: int = 0, batch_size: int = 32) -> None:
+        self.recipe = recipe
+        self.name = recipe.name
+        self.dim = recipe.dim
+        self.multi_vector = recipe.multi_vector
+        self.max_length = recipe.max_length
+        self.batch_size = max(1, batch_size)
+        self.threads = threads
+        self.source = str(recipe.directory)
+        self.ident = f"{recipe.name}@{files.files_digest(recipe.hashed_files(), recipe.salt())}"
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._error: ModelError | None = None
+
+    def __repr__(self) -> str:
+        kind = "multi" if self.multi_vector else "single"
+        return f"<{type(self).__name__} {self.ident} {kind} dim={self.dim} max_length={self.max_length}>"
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def load(self) -> "TransformerEmbedder":
+        """Load tokenizer and weights now (otherwise the first embed call does). Raises ModelError."""
+        with self._lock:
+            if self._error is not None:
+                raise self._error  # a broken model is reported on every call, not reloaded on every call
+            if not self._loaded:
+                try:
+                    self._load()
+                except ModelError as exc:
+                    self._error = exc
+                    raise
+                self._loaded = True
+        return self
+
+    def _load(self) -> None:
+        import torch
+
+        r = self.recipe
+        torch.set_num_threads(torch_threads(self.threads))
+        with _quiet_transformers():
+            self._tok = _load_tokenizer(r)
+            self._model = _load_backbone(r)
+            self._dense = [_load_dense(d) for d in r.dense]
+        tok = self._tok
+        self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self._prefix, self._suffix = _special_layout(tok)
+        self._mode_ids = []
+        if r.mode_token:
+            self._mode_ids = [_token_id(tok, r.mode_token, r.name)]
+            if r.mode_sep:
+                sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+                self._mode_ids.append(sep)
+        self._q_marker = [_token_id(tok, r.query_marker, r.name)] if r.query_marker else []
+        self._d_marker = [_token_id(tok, r.doc_marker, r.name)] if r.doc_marker else []
+        self._mask_id = tok.mask_token_id if tok.mask_token_id is not None else self._pad_id
+        self._skip: set[int] = set()
+        if r.doc_skip_punctuation:
+            unk = tok.unk_token_id
+            for ch in string.punctuation:
+                tid = tok.convert_tokens_to_ids(ch)
+                if isinstance(tid, int) and tid != unk:
+                    self._skip.add(tid)
+        out_dim = self._dense[-1][0].shape[0] if self._dense else None
+        if out_dim is not None and out_dim != self.dim:
+            raise ModelError(f"{r.name}: projection gives {out_dim} dimensions, files promised {self.dim}")
+
+    # -- embedding -------------------------------------------------------------------------------
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
+        return self._embed(texts, query=True)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
+        return self._embed(texts, query=False)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Input length in tokens after truncation, as the model sees it (for throughput figures)."""
+        self.load()
+        return [len(ids) for ids in self._encode_ids(list(texts), query=False)]
+
+    def _embed(self, texts: list[str], query: bool) -> np.ndarray | list[np.ndarray]:
+        texts = list(texts)
+        if not texts:
+            return [] if self.multi_vector else np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        import torch
+
+        ids = self._encode_ids(texts, query)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
+        out: list = [None] * len(ids)
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                for i, vec in zip(batch, self._forward([ids[i] for i in batch], query)):
+                    out[i] = vec
+        if self.multi_vector:
+            return out
+        return np.stack(out).astype(np.float32, copy=False)
+
+    def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
+        r = self.recipe
+        prompt = r.query_prompt if query else r.doc_prompt
+        if prompt:
+            texts = [prompt + t for t in texts]
+        if r.lowercase:
+            texts = [t.lower() for t in texts]
+        marker = self._q_marker if query else self._d_marker
+        head = self._prefix + self._mode_ids + marker
+        room = max(1, self.max_length - len(head) - len(self._suffix))
+        enc = self._tok(texts, add_special_tokens=False, truncation=True, max_length=room,
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        return [head + list(body) + self._suffix for body in enc]
+
+    def forward_batch(self, seqs: list[list[int]], query: bool, device=None):
+        """Vectors for already-encoded sequences (see `_encode_ids`), differentiable outside inference mode.
+
+        Single-vector: a normalised (n, dim) tensor. Multi-vector: normalised (n, T, dim) token vectors and
+        the (n, T) mask of the ones to keep. `sg tune` trains through this, so training sees exactly the
+        inputs search does.
+        """
+        import torch
+
+        r = self.recipe
+        expand = r.query_expand_to if (query and r.multi_vector) else 0
+        width = max(max(len(s) for s in seqs), expand)
+        input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, :len(seq)] = 1
+        keep = mask.bool()
+        if expand:
+            # ColBERT query augmentation: [MASK] tokens up to the query length; their vectors stay in the output
+            for row, seq in enumerate(seqs):
+                if len(seq) < expand:
+                    input_ids[row, len(seq):expand] = self._mask_id
+                    keep[row, len(seq):expand] = True
+                    if r.query_expand_attend:
+                        mask[row, len(seq):expand] = 1
+        if device is not None:
+            input_ids, mask, keep = input_ids.to(device), mask.to(device), keep.to(device)
+        hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
+        if r.multi_vector:
+            hidden = torch.nn.functional.normalize(self._project(hidden), dim=-1)
+            if not query and self._skip:
+                for tid in self._skip:
+                    keep &= input_ids != tid
+            return hidden, keep
+        return torch.nn.functional.normalize(self._project(_pool(hidden, mask, r.pooling)), dim=-1)
+
+    def _forward(self, seqs: list[list[int]], query: bool) -> list[np.ndarray]:
+        out = self.forward_batch(seqs, query)
+        if self.multi_vector:
+            hidden, keep = out
+            return [hidden[row][keep[row]].numpy().copy() for row in range(len(seqs))]
+        return list(out.numpy())
+
+    def _project(self, x):
+        import torch
+
+        for weight, bias, act in self._dense:
+            x = torch.nn.functional.linear(x, weight, bias)
+            if act == "tanh":
+                x = torch.tanh(x)
+            elif act == "relu":
+                x = torch.relu(x)
+            elif act == "gelu":
+                x = torch.nn.functional.gelu(x)
+            elif act == "sigmoid":
+                x = torch.sigmoid(x)
+        return x
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+class _quiet_transformers:
+    """Silence transformers' progress bars and load chatter (stdout/stderr belong to the CLI and LSP)."""
+
+    def __enter__(self):
+        from transformers.utils import logging as tlog
+
+        self._verbosity = tlog.get_verbosity()
+        tlog.set_verbosity_error()
+        self._bars = tlog.is_progress_bar_enabled()
+        tlog.disable_progress_bar()
+        return self
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity(self._verbosity)
+        if self._bars:
+            tlog.enable_progress_bar()
+        return False
+
+
+def _token_id(tok, token: str, name: str) -> int:
+    tid = tok.convert_tokens_to_ids(token)
+    if not isinstance(tid, int) or tid == tok.unk_token_id:
+        raise ModelError(f"{name}: the tokenizer has no {token!r} token, so this is not the model its files claim")
+    return tid
+
+
+def _special_layout(tok) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after a text ([CLS] x [SEP], <s> x </s>, x </s>)."""
+    probe = "hello world"
+    plain = tok(probe, add_special_tokens=False)["input_ids"]
+    full = tok(probe, add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i:i + len(plain)] == plain:
+            return list(full[:i]), list(full[i + len(plain):])
+    raise ModelError("cannot work out the tokenizer's special-token layout")
+
+
+def _load_tokenizer(r: Recipe):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(r.directory), local_files_only=True,
+                                             trust_remote_code=r.trust_remote_code)
+    except Exception as exc:
+        raise ModelError(f"{r.name}: cannot load the tokenizer from {r.directory}: {_first_line(exc)}") from exc
+
+
+def _load_backbone(r: Recipe):
+    import torch
+
+    if not r.weights.safetensors:
+        for path in r.weights.files:
+            files.check_bin(path)
+    kwargs = dict(local_files_only=True, use_safetensors=r.weights.safetensors, trust_remote_code=r.trust_remote_code,
+                  dtype=torch.float32)
+    try:
+        if r.t5_encoder:
+            from transformers import T5EncoderModel
+
+            model = T5EncoderModel.from_pretrained(str(r.directory), **kwargs)
+        else:
+            from transformers import AutoModel
+
+            model = AutoModel.from_pretrained(str(r.directory), **kwargs)
+    except ImportError as exc:
+        raise ModelError(f"{r.name}: its code needs a package that is not installed: {_first_line(exc)}") from exc
+    except Exception as exc:
+        raise ModelError(f"{r.name}: cannot load the weights from {r.directory}: {_first_line(exc)}") from exc
+    if r.adapter is not None:
+        model = _merge_adapter(model, r.adapter, r.name)
+    model.eval()
+    return model
+
+
+def _merge_adapter(model, adapter: Path, name: str):
+    try:
+        from peft import PeftModel
+
+        merged = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
+    except Exception as exc:
+        raise ModelError(f"{name}: cannot apply the adapter in {adapter}: {_first_line(exc)}") from exc
+    return merged
+
+
+def _load_dense(spec: DenseSpec):
+    import torch
+
+    if spec.path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(spec.path))
+    else:
+        files.check_bin(spec.path)
+        state = torch.load(spec.path, map_location="cpu", weights_only=True)
+    if spec.key not in state:
+        raise ModelError(f"{spec.path}: no {spec.key!r} tensor (has {sorted(state)[:5]})")
+    bias_key = spec.key[: -len("weight")] + "bias"
+    weight = state[spec.key].float()
+    bias = state[bias_key].float() if bias_key in state else None
+    return weight, bias, spec.activation
+
+
+def _pool(hidden, mask, modes: tuple[str, ...]):
+    import torch
+
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    counts = m.sum(1).clamp(min=1e-9)
+    parts = []
+    for mode in modes:
+        if mode == "cls":
+            parts.append(hidden[:, 0])
+        elif mode == "max":
+            parts.append(hidden.masked_fill(m == 0, -1e9).max(1).values)
+        elif mode in ("mean", "mean_sqrt_len_tokens"):
+            summed = (hidden * m).sum(1)
+            parts.append(summed / (counts if mode == "mean" else counts.sqrt()))
+        elif mode == "weightedmean":
+            w = torch.arange(1, hidden.shape[1] + 1, dtype=hidden.dtype).view(1, -1, 1) * m
+            parts.append((hidden * w).sum(1) / w.sum(1).clamp(min=1e-9))
+        elif mode == "lasttoken":
+            last = mask.sum(1) - 1
+            parts.append(hidden[torch.arange(hidden.shape[0]), last.clamp(min=0)])
+        else:
+            raise ModelError(f"unknown pooling {mode!r}")
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,654 @@
+"""Embedders: tiny random models of each family loaded through the real code path, the fallback chain, and the
+real offline MiniLM (loads offline, matches sentence-transformers, beats BM25 on a CoSQA slice)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
+
+from engine.embed import ROUTES, Embedder, load_embedders  # noqa: E402
+from engine.embed import files as embed_files  # noqa: E402
+from engine.embed.registry import resolve_recipe  # noqa: E402
+from engine.embed.sentence import DEFAULT_NAME, default_model_dir  # noqa: E402
+from engine.embed.transformer import TransformerEmbedder  # noqa: E402
+from engine.errors import ModelError  # noqa: E402
+from engine.settings import ModelSettings  # noqa: E402
+
+torch.set_num_threads(1)
+BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
+
+TEXTS = [
+    "def read_lines(path):\n    with open(path) as fh:\n        return fh.readlines()",
+    "Retry the request with exponential backoff.",
+    "",
+    "x = [i * i for i in range(10)]  # squares, then some more words to make this one longer than the rest " * 3,
+    "sort a list of dicts by key",
+    "class Stack:\n    def push(self, item):\n        self.items.append(item)",
+]
+CORPUS = [
+    "def add(a, b): return a + b", "read a file line by line", "retry with exponential backoff",
+    "the quick brown fox jumps over the lazy dog", "class Foo: pass", "import os, sys; print(os.getcwd())",
+    "sort a list of dictionaries by a key", "parse json from a string", "open a socket and listen",
+] * 4
+
+
+# -- tiny model builders -----------------------------------------------------------------------------
+
+def _bpe(specials: list[str], template: tuple[str, str] | None) -> Tokenizer:
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS + TEXTS, trainer)
+    if template:
+        first, last = template
+        pieces = [t for t in (first, last) if t]
+        tok.post_processor = processors.TemplateProcessing(
+            single=" ".join(([first] if first else []) + ["$A"] + [last]),
+            special_tokens=[(t, tok.token_to_id(t)) for t in pieces])
+    return tok
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def _hub_snapshot(cache: Path, repo: str) -> Path:
+    """The directory layout huggingface_hub uses for a cached repo: models--org--name/snapshots/<rev>/."""
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / ("models--" + repo.replace("/", "--"))
+    snap = root / "snapshots" / rev
+    snap.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(rev)
+    return snap
+
+
+def build_st_bert(dst: Path, max_seq_length: int = 16, dense: bool = True, pooling: str = "mean",
+                  legacy: bool = True) -> Path:
+    """A sentence-transformers directory: tiny BERT + pooling + Tanh Dense + Normalize, in the 2.x file layout
+    (pooling_mode_*_tokens flags, max_seq_length in sentence_bert_config.json) or the 6.x one."""
+    from transformers import BertConfig, BertModel
+
+    src = default_model_dir()
+    dst.mkdir(parents=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(src / name, dst / name)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(dst, safe_serialization=True)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if legacy:
+        _write_json(dst / "1_Pooling" / "config.json", {
+            "word_embedding_dimension": 32, "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": pooling == "max",
+            "pooling_mode_mean_sqrt_len_tokens": False})
+    else:
+        _write_json(dst / "1_Pooling" / "config.json", {"embedding_dimension": 32, "pooling_mode": pooling,
+                                                        "include_prompt": True})
+    if dense:
+        from safetensors.torch import save_file
+
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        _write_json(dst / "2_Dense" / "config.json", {"in_features": 32, "out_features": 24, "bias": True,
+                                                      "activation_function": "torch.nn.modules.activation.Tanh"})
+        save_file({"linear.weight": torch.randn(24, 32) * 0.3, "linear.bias": torch.randn(24) * 0.1},
+                  str(dst / "2_Dense" / "model.safetensors"))
+    modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
+                    "type": "sentence_transformers.models.Normalize"})
+    _write_json(dst / "modules.json", modules)
+    if legacy:
+        _write_json(dst / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    else:
+        _write_json(dst / "sentence_bert_config.json", {"transformer_task": "feature-extraction"})
+        tok_cfg = json.loads((dst / "tokenizer_config.json").read_text())
+        tok_cfg["model_max_length"] = max_seq_length
+        _write_json(dst / "tokenizer_config.json", tok_cfg)
+    return dst
+
+
+def build_unixcoder(dst: Path, use_bin: bool = True) -> Path:
+    """RoBERTa with UniXcoder's mode tokens in a vocab.json/merges.txt tokenizer, weights as a (safe) .bin."""
+    from transformers import RobertaConfig, RobertaModel
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<encoder-only>", "<decoder-only>", "<encoder-decoder>"]
+    dst.mkdir(parents=True, exist_ok=True)
+    tok = _bpe(specials, None)
+    tok.model.save(str(dst))
+    _write_json(dst / "tokenizer_config.json", {
+        "tokenizer_class": "RobertaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+        "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+        "model_max_length": 1024})
+    torch.manual_seed(1)
+    cfg = RobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=1026, pad_token_id=1, bos_token_id=0,
+                        eos_token_id=2)
+    model = RobertaModel(cfg, add_pooling_layer=False)
+    if use_bin:
+        cfg.save_pretrained(dst)
+        torch.save(model.state_dict(), dst / "pytorch_model.bin")
+    else:
+        model.save_pretrained(dst, safe_serialization=True)
+    return dst
+
+
+def build_xtr(dst: Path) -> Path:
+    """T5 encoder with the projection as a sentence-transformers 2_Dense module holding a .bin, like the hub."""
+    from transformers import T5Config, T5EncoderModel
+
+    dst.mkdir(parents=True, exist_ok=True)
+    tok = _bpe(["<pad>", "</s>", "<unk>"], ("", "</s>"))
+    tok.save(str(dst / "tokenizer.json"))
+    _write_json(dst / "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "</s>", "unk_token": "<unk>",
+        "pad_token": "<pad>", "model_max_length": 512})
+    torch.manual_seed(2)
+    cfg = T5Config(vocab_size=tok.get_vocab_size(), d_model=32, d_kv=8, num_heads=4, num_layers=2, d_ff=64,
+                   feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    T5EncoderModel(cfg).save_pretrained(dst, safe_serialization=True)
+    _write_json(dst / "2_Dense" / "config.json", {"in_features": 32, "out_features": 16, "bias": False,
+                                                  "activation_function": "torch.nn.modules.linear.Identity"})
+    torch.save({"linear.weight": torch.randn(16, 32)}, dst / "2_Dense" / "pytorch_model.bin")
+    return dst
+
+
+MODELING_TINY = '''
+from transformers import BertModel, XLMRobertaModel
+
+
+class TinyColbertModel(XLMRobertaModel):
+    """Stands in for jinaai/xlm-roberta-flash-implementation: remote code the user must opt into."""
+
+
+class TinyJinaBert(BertModel):
+    """Stands in for JinaBERT's remote code."""
+'''
+
+
+def build_colbert(dst: Path, remote_code: bool = True) -> Path:
+    """Stanford HF_ColBERT layout like jinaai/jina-colbert-v2: XLM-R weights under roberta., linear.weight in the
+    same safetensors, markers in artifact.metadata, remote code via auto_map, CC-BY-NC model card."""
+    from safetensors.torch import save_file
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    dst.mkdir(parents=True, exist_ok=True)
+    tok = _bpe(["<s>", "<pad>", "</s>", "<unk>", "<mask>", "[QueryMarker]", "[DocumentMarker]"], ("<s>", "</s>"))
+    tok.save(str(dst / "tokenizer.json"))
+    _write_json(dst / "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+        "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+        "model_max_length": 8192})
+    torch.manual_seed(3)
+    cfg = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=514,
+                           pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    model = XLMRobertaModel(cfg, add_pooling_layer=False)
+    state = {f"roberta.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    state["linear.weight"] = torch.randn(12, 32)
+    save_file(state, str(dst / "model.safetensors"))
+    cfg.architectures = ["HF_ColBERT"]
+    if remote_code:
+        cfg.auto_map = {"AutoModel": "modeling_tiny.TinyColbertModel"}
+        (dst / "modeling_tiny.py").write_text(MODELING_TINY)
+    cfg.save_pretrained(dst)
+    _write_json(dst / "artifact.metadata", {"query_token_id": "[QueryMarker]", "doc_token_id": "[DocumentMarker]",
+                                            "query_maxlen": 8, "doc_maxlen": 8192, "attend_to_mask_tokens": True,
+                                            "mask_punctuation": True, "dim": 12})
+    (dst / "README.md").write_text("---\nlicense: cc-by-nc-4.0\nlibrary_name: transformers\n---\n# tiny\n")
+    return dst
+
+
+def build_jina_code(dst: Path) -> Path:
+    """A plain encoder dir whose config points at remote code (auto_map), like jina-embeddings-v2-base-code."""
+    build_st_bert(dst, dense=False)
+    for extra in ("modules.json", "sentence_bert_config.json"):
+        (dst / extra).unlink()
+    shutil.rmtree(dst / "1_Pooling")
+    shutil.rmtree(dst / "2_Normalize", ignore_errors=True)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "modeling_tiny.TinyJinaBert"}
+    _write_json(dst / "config.json", cfg)
+    (dst / "modeling_tiny.py").write_text(MODELING_TINY)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    cache = root / "hub"
+    return {
+        "st": build_st_bert(root / "st"),
+        "unixcoder": build_unixcoder(_hub_snapshot(cache, "microsoft/unixcoder-base")),
+        "xtr": build_xtr(_hub_snapshot(cache, "google/xtr-base-en")),
+        "colbert": build_colbert(_hub_snapshot(cache, "jinaai/jina-colbert-v2")),
+        "jina_code": build_jina_code(root / "jina-code"),
+        "cache": cache,
+    }
+
+
+@pytest.fixture
+def hub(tiny, monkeypatch) -> Path:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tiny["cache"]))
+    return tiny["cache"]
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    return tmp_path / "empty-hub"
+
+
+def settings_(**kw) -> ModelSettings:
+    return ModelSettings(threads=1, **kw)  # the machine is shared: one torch thread in tests
+
+
+def _make(path_or_name: str, **kw) -> TransformerEmbedder:
+    settings = settings_(**kw)
+    return TransformerEmbedder(resolve_recipe(str(path_or_name), settings), threads=1,
+                               batch_size=settings.batch_size)
+
+
+def _check_single(emb, texts=TEXTS):
+    out = emb.embed_documents(texts)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (len(texts), emb.dim)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    return out
+
+
+def _check_multi(emb, texts=TEXTS, query=False):
+    out = (emb.embed_queries if query else emb.embed_documents)(texts)
+    assert isinstance(out, list) and len(out) == len(texts)
+    for vecs in out:
+        assert vecs.dtype == np.float32 and vecs.ndim == 2 and vecs.shape[1] == emb.dim and len(vecs) >= 1
+        np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    return out
+
+
+def _check_batching(emb, query=False):
+    """Batched (sorted by length, padded) == one text at a time, in input order."""
+    fn = emb.embed_queries if query else emb.embed_documents
+    emb.batch_size = 4
+    together = fn(TEXTS)
+    alone = [fn([t])[0] for t in TEXTS]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+# -- the protocol --------------------------------------------------------------------------------------
+
+def test_construction_is_lazy_and_cheap(tiny):
+    emb = _make(tiny["st"])
+    assert isinstance(emb, Embedder)
+    assert not emb._loaded
+    assert emb.dim == 24 and not emb.multi_vector and emb.max_length == 16
+    assert emb.ident.startswith(str(tiny["st"]) + "@")
+    assert emb.embed_documents([]).shape == (0, 24)
+
+
+def test_sentence_transformers_dir_matches_sentence_transformers(tiny):
+    """Pooling, Dense (Tanh, bias), Normalize and max_seq_length read from the files as ST reads them."""
+    from sentence_transformers import SentenceTransformer
+
+    emb = _make(tiny["st"])
+    ours = _check_single(emb)
+    ref = SentenceTransformer(str(tiny["st"]), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    _check_batching(emb)
+
+
+@pytest.mark.parametrize("pooling,legacy", [("cls", True), ("max", True), ("mean", False), ("cls", False)])
+def test_pooling_modes_and_layouts_match_sentence_transformers(tmp_path, pooling, legacy):
+    from sentence_transformers import SentenceTransformer
+
+    d = build_st_bert(tmp_path / "m", max_seq_length=12, pooling=pooling, legacy=legacy)
+    emb = _make(d)
+    assert emb.recipe.pooling == (pooling,) and emb.max_length == 12
+    ref = SentenceTransformer(str(d), device="cpu")
+    assert ref.max_seq_length == 12
+    np.testing.assert_allclose(_check_single(emb), ref.encode(TEXTS, normalize_embeddings=True), atol=1e-5)
+
+
+def test_plain_transformers_dir_uses_mean_pooling(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    d = build_jina_code(tmp_path / "plain")
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["auto_map"]
+    _write_json(d / "config.json", cfg)
+    emb = _make(d)
+    assert emb.recipe.family == "hf-mean" and emb.dim == 32 and emb.max_length == 512
+    ours = _check_single(emb)
+    tok, model = AutoTokenizer.from_pretrained(str(d)), AutoModel.from_pretrained(str(d)).eval()
+    enc = tok(TEXTS, padding=True, truncation=True, max_length=512, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    ref = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=-1).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_truncation_at_max_length(tiny):
+    emb = _make(tiny["st"])
+    long_a = "alpha beta gamma delta " * 50
+    long_b = long_a + " completely different ending that is far beyond the limit"
+    assert max(emb.count_tokens([long_a, long_b])) == emb.max_length == 16
+    a, b = emb.embed_documents([long_a, long_b])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_unixcoder_layout_and_pooling(hub, tiny):
+    """<s> <encoder-only> </s> text </s>, mean over non-padding, from a weights_only-safe pytorch_model.bin."""
+    from transformers import AutoTokenizer, RobertaModel
+
+    emb = _make("microsoft/unixcoder-base")
+    assert emb.recipe.family == "unixcoder" and emb.dim == 32 and emb.max_length == 512
+    ours = _check_single(emb)
+    _check_batching(emb)
+    tok = AutoTokenizer.from_pretrained(str(tiny["unixcoder"]))
+    model = RobertaModel.from_pretrained(str(tiny["unixcoder"])).eval()
+    for text, vec in zip(TEXTS, ours):
+        tokens = [tok.cls_token, "<encoder-only>", tok.sep_token] + tok.tokenize(text)[:512 - 4] + [tok.sep_token]
+        ids = torch.tensor([tok.convert_tokens_to_ids(tokens)])
+        with torch.no_grad():
+            ref = model(ids).last_hidden_state[0].mean(0)
+        np.testing.assert_allclose(vec, torch.nn.functional.normalize(ref, dim=0).numpy(), atol=1e-5)
+
+
+def test_xtr_token_vectors(hub, tiny):
+    """Lowercased T5 encoding, 2_Dense projection from a .bin, normalised, padding removed."""
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    emb = _make("google/xtr-base-en")
+    assert emb.recipe.family == "xtr" and emb.multi_vector and emb.dim == 16
+    docs = _check_multi(emb)
+    _check_multi(emb, query=True)
+    _check_batching(emb)
+    tok = AutoTokenizer.from_pretrained(str(tiny["xtr"]))
+    model = T5EncoderModel.from_pretrained(str(tiny["xtr"])).eval()
+    proj = torch.load(tiny["xtr"] / "2_Dense" / "pytorch_model.bin", weights_only=True)["linear.weight"]
+    for text, vecs in zip(TEXTS, docs):
+        ids = tok(text.lower(), return_tensors="pt")["input_ids"]
+        assert ids[0, -1].item() == tok.eos_token_id and len(vecs) == ids.shape[1]
+        with torch.no_grad():
+            ref = model(ids).last_hidden_state[0] @ proj.T
+        np.testing.assert_allclose(vecs, torch.nn.functional.normalize(ref, dim=-1).numpy(), atol=1e-5)
+    # the same text in another case gives the same vectors (the reference lowercases)
+    np.testing.assert_allclose(emb.embed_documents(["Sort A List"])[0], emb.embed_documents(["sort a list"])[0])
+
+
+def test_colbert_refuses_without_opt_ins(hub):
+    with pytest.raises(ModelError) as both:
+        _make("jinaai/jina-colbert-v2")
+    assert "models.trust_remote_code = true" in str(both.value)
+    assert "models.allow_noncommercial = true" in str(both.value) and "CC-BY-NC-4.0" in str(both.value)
+    with pytest.raises(ModelError) as one:
+        _make("jinaai/jina-colbert-v2", trust_remote_code=True)
+    assert "models.allow_noncommercial = true" in str(one.value)
+    assert "trust_remote_code" not in str(one.value)
+    with pytest.raises(ModelError) as other:
+        _make("jinaai/jina-colbert-v2", allow_noncommercial=True)
+    assert "models.trust_remote_code = true" in str(other.value) and "noncommercial" not in str(other.value)
+
+
+def test_colbert_markers_expansion_and_skiplist(hub, tiny):
+    """Queries: <s> [QueryMarker] q </s> + attended <mask>s up to query_maxlen, all kept; documents:
+    <s> [DocumentMarker] d </s> without padding or punctuation vectors. Runs the model's (remote) code."""
+    emb = _make("jinaai/jina-colbert-v2", trust_remote_code=True, allow_noncommercial=True)
+    assert emb.recipe.family == "colbert" and emb.multi_vector and emb.dim == 12
+    queries = _check_multi(emb, ["sort a list", "open a file"], query=True)
+    assert [len(q) for q in queries] == [8, 8]
+    long_query = _check_multi(emb, ["retry the request with exponential backoff and jitter " * 3], query=True)[0]
+    assert len(long_query) > 8  # longer queries are not cut to the expansion length
+    docs = _check_multi(emb)
+    _check_batching(emb)
+    _check_batching(emb, query=True)
+    assert type(emb._model).__name__ == "TinyColbertModel"
+    tok = emb._tok
+    for text, vecs in zip(TEXTS, docs):
+        ids = tok(text, add_special_tokens=False)["input_ids"][: emb.max_length - 3]
+        punct = sum(1 for i in ids if tok.convert_ids_to_tokens(i) in set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"))
+        assert len(vecs) == len(ids) + 3 - punct
+    # reference: the same computation by hand with the plain XLM-R weights and the linear layer
+    from safetensors.torch import load_file
+    from transformers import XLMRobertaModel
+
+    state = load_file(str(tiny["colbert"] / "model.safetensors"))
+    ref_model = XLMRobertaModel.from_pretrained(str(tiny["colbert"])).eval()
+    q_ids = [tok.cls_token_id, tok.convert_tokens_to_ids("[QueryMarker]")]
+    q_ids += tok("sort a list", add_special_tokens=False)["input_ids"] + [tok.sep_token_id]
+    q_ids += [tok.mask_token_id] * (8 - len(q_ids))
+    with torch.no_grad():
+        ref = ref_model(torch.tensor([q_ids])).last_hidden_state[0] @ state["linear.weight"].T
+    np.testing.assert_allclose(queries[0], torch.nn.functional.normalize(ref, dim=-1).numpy(), atol=1e-5)
+
+
+def test_jina_code_needs_remote_code(tiny):
+    with pytest.raises(ModelError, match=r"models\.trust_remote_code = true"):
+        _make(tiny["jina_code"])
+    emb = _make(tiny["jina_code"], trust_remote_code=True)
+    assert emb.recipe.pooling == ("mean",) and emb.dim == 32
+    _check_single(emb)
+    assert type(emb._model).__name__ == "TinyJinaBert"
+
+
+def test_remote_code_is_checked_before_loading(tmp_path, empty_hub):
+    """Missing packages or a code repo missing from the cache are reported at resolution, not at first use."""
+    d = build_jina_code(tmp_path / "j")
+    (d / "modeling_tiny.py").write_text("import surely_not_installed_sg_pkg\n" + MODELING_TINY)
+    with pytest.raises(ModelError, match="pip install surely_not_installed_sg_pkg"):
+        _make(d, trust_remote_code=True)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "someorg/flash-impl--modeling_x.Model"}
+    _write_json(d / "config.json", cfg)
+    with pytest.raises(ModelError, match="runs code from someorg/flash-impl, which is not in the local"):
+        _make(d, trust_remote_code=True)
+    embedders, reports = load_embedders(settings_(model_path=str(d), trust_remote_code=True))
+    assert embedders["code"].name.startswith(DEFAULT_NAME) and "someorg/flash-impl" in reports[0].note
+
+
+def test_pickled_bin_is_refused(tmp_path):
+    """A .bin that needs more than weights_only unpickling is refused; a plain tensor .bin loads."""
+    d = build_unixcoder(tmp_path / "m", use_bin=True)
+    emb = _make(d)
+    _check_single(emb, ["ok"])
+    state = torch.load(d / "pytorch_model.bin", weights_only=True)
+    state["evil"] = Evil()
+    torch.save(state, d / "pytorch_model.bin")
+    with pytest.raises(ModelError, match="weights_only"):
+        _make(d).load()
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this would have run at load time",))
+
+
+def test_safetensors_preferred_and_ident_tracks_weights(tmp_path):
+    d = build_unixcoder(tmp_path / "m", use_bin=False)
+    first = _make(d)
+    assert first.recipe.weights.safetensors
+    assert first.ident == _make(d).ident
+    d2 = build_unixcoder(tmp_path / "m2", use_bin=False)  # same seed, same weights, other directory
+    assert first.ident.split("@")[1] == _make(d2).ident.split("@")[1]
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(d2 / "model.safetensors"))
+    key = sorted(state)[len(state) // 2]  # a tensor in the middle of the file
+    state[key] = state[key] + 0.01
+    save_file(state, str(d2 / "model.safetensors"), metadata={"format": "pt"})
+    assert first.ident.split("@")[1] != _make(d2).ident.split("@")[1]
+
+
+def test_hub_blob_names_are_the_weights_hash(tmp_path):
+    blob = tmp_path / "blobs" / ("ab" * 32)
+    blob.parent.mkdir()
+    blob.write_bytes(b"weights")
+    link = tmp_path / "model.safetensors"
+    link.symlink_to(blob)
+    assert embed_files.file_digest(link) == "ab" * 32
+
+
+# -- registry and fallback chain -------------------------------------------------------------------------
+
+def test_fallback_to_offline_default_and_sharing(empty_hub):
+    lines: list[str] = []
+    embedders, reports = load_embedders(settings_(), log=lines.append)
+    assert set(embedders) == set(ROUTES) and [r.route for r in reports] == list(ROUTES)
+    assert embedders["code"] is embedders["prose"]  # one instance, loaded once
+    assert embedders["code"].name.startswith(DEFAULT_NAME) and embedders["cjk"] is None
+    by = {r.route: r for r in reports}
+    assert "microsoft/unixcoder-base is not in the local Hugging Face cache" in by["code"].note
+    assert "serving code with the offline default all-MiniLM-L6-v2" in by["code"].note
+    assert "google/xtr-base-en" in by["prose"].note
+    assert by["cjk"].model is None and by["cjk"].kind == "lexical"
+    assert "lexically" in by["cjk"].note and "allow_noncommercial" in by["cjk"].note
+    assert by["code"].dim == 384 and by["code"].kind == "single"
+    assert len(lines) == 3 and lines[2].startswith("cjk: lexical only")
+
+
+def test_configured_models_from_the_cache(hub):
+    settings = settings_(trust_remote_code=True, allow_noncommercial=True)
+    embedders, reports = load_embedders(settings)
+    assert embedders["code"].recipe.family == "unixcoder"
+    assert embedders["prose"].recipe.family == "xtr"
+    assert embedders["cjk"].recipe.family == "colbert"
+    assert [r.kind for r in reports] == ["single", "multi", "multi"]
+    assert reports[0].note == "models.code = microsoft/unixcoder-base"
+
+
+def test_cjk_never_falls_back_to_minilm(hub):
+    embedders, reports = load_embedders(settings_())  # no opt-ins for Jina-ColBERT
+    assert embedders["cjk"] is None and embedders["code"] is not None
+    assert "models.trust_remote_code = true and models.allow_noncommercial = true" in reports[2].note
+    embedders, reports = load_embedders(settings_(cjk=""))
+    assert embedders["cjk"] is None and "no model configured" in reports[2].note
+
+
+def test_model_path_serves_code_and_prose_not_cjk(tiny, empty_hub):
+    embedders, reports = load_embedders(settings_(model_path=str(tiny["st"])))
+    assert embedders["code"] is embedders["prose"] and embedders["code"].dim == 24
+    assert reports[0].note == f"models.model_path = {tiny['st']}"
+    assert embedders["cjk"] is None
+
+
+def test_bad_model_path_falls_back_with_reason(tmp_path, empty_hub):
+    embedders, reports = load_embedders(settings_(model_path=str(tmp_path / "nope")))
+    assert embedders["code"].name.startswith(DEFAULT_NAME)
+    assert "nope is not a directory" in reports[0].note and "offline default" in reports[0].note
+
+
+def test_disabled_means_lexical_everywhere():
+    embedders, reports = load_embedders(settings_(enabled=False))
+    assert all(v is None for v in embedders.values())
+    assert all(r.kind == "lexical" and "models.enabled = false" in r.note for r in reports)
+
+
+def test_eager_load_failure_falls_back(tmp_path, empty_hub):
+    d = build_unixcoder(tmp_path / "m", use_bin=True)
+    state = torch.load(d / "pytorch_model.bin", weights_only=True)
+    state["evil"] = Evil()
+    torch.save(state, d / "pytorch_model.bin")
+    embedders, reports = load_embedders(settings_(model_path=str(d)), eager=True)
+    assert embedders["code"].name.startswith(DEFAULT_NAME)
+    assert "weights_only" in reports[0].note
+
+
+# -- the real offline MiniLM ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def minilm():
+    from engine.embed.sentence import default_recipe
+
+    return TransformerEmbedder(default_recipe(use_adapter=False), threads=1, batch_size=32)
+
+
+def test_minilm_loads_offline_and_matches_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    assert minilm.name == DEFAULT_NAME and minilm.dim == 384 and minilm.max_length == 256
+    texts = TEXTS + ["how do I reverse a string", "def reverse(s): return s[::-1]", "bake a chocolate cake"]
+    ours = _check_single(minilm, texts)
+    ref = SentenceTransformer(str(default_model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    q = minilm.embed_queries(["reverse a string"])[0]
+    sims = ours[-3:] @ q
+    assert sims[0] > sims[2] and sims[1] > sims[2]
+
+
+def test_minilm_adapter_hook(tmp_path, minilm):
+    """A PEFT LoRA adapter dir is merged when default_adapter is on, recorded in name, ident and note."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(str(default_model_dir()))
+    torch.manual_seed(0)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                                 init_lora_weights=False))
+    adapter = tmp_path / "minilm-code"
+    peft_model.save_pretrained(str(adapter))
+    assert (adapter / "adapter_model.safetensors").is_file()
+    on, rep_on = load_embedders(settings_(code="", prose=""), adapter_dir=adapter)
+    off, rep_off = load_embedders(settings_(code="", prose="", default_adapter=False), adapter_dir=adapter)
+    assert on["code"].name == f"{DEFAULT_NAME}+minilm-code" and "adapter minilm-code merged" in rep_on[0].note
+    assert off["code"].name == DEFAULT_NAME and "default_adapter = false" in rep_off[0].note
+    assert on["code"].ident != off["code"].ident == minilm.ident
+    texts = ["read a file", "def f(x): return x"]
+    merged = on["code"].embed_documents(texts)
+    with torch.no_grad():
+        peft_model.eval()
+        enc = on["code"]._tok(texts, padding=True, return_tensors="pt")
+        hidden = peft_model(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        ref = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=-1).numpy()
+    np.testing.assert_allclose(merged, ref, atol=1e-5)
+    assert np.abs(merged - minilm.embed_documents(texts)).max() > 1e-3
+
+
+def test_no_adapter_shipped_means_plain_minilm(tmp_path, empty_hub):
+    embedders, reports = load_embedders(settings_(), adapter_dir=tmp_path / "absent")
+    assert embedders["code"].name == DEFAULT_NAME and "no sg adapter shipped yet" in reports[0].note
+
+
+def test_minilm_beats_bm25_on_a_cosqa_slice(minilm):
+    """30 CoSQA queries, their gold functions and 200 distractors: MRR@10 of MiniLM > plain BM25."""
+    spec_path = BENCH / "cosqa" / "dev.json"
+    if not spec_path.is_file():
+        pytest.skip(f"bench data not found at {spec_path}")
+    bm25s = pytest.importorskip("bm25s")
+    spec = json.loads(spec_path.read_text())
+    corpus_dir = spec_path.parent / spec["corpus"]
+    queries = spec["queries"][:30]
+    gold = [q["relevant"][0] for q in queries]
+    others = sorted(p.name for p in corpus_dir.iterdir() if p.suffix == ".py" and p.name not in set(gold))
+    names = gold + others[:: max(1, len(others) // 200)][:200]
+    docs = [(corpus_dir / n).read_text(encoding="utf-8", errors="replace") for n in names]
+    texts = [q["query"] for q in queries]
+
+    def mrr(rankings):
+        total = 0.0
+        for qi, ranked in enumerate(rankings):
+            top = [names[i] for i in ranked[:10]]
+            total += 1 / (top.index(gold[qi]) + 1) if gold[qi] in top else 0.0
+        return total / len(rankings)
+
+    d = minilm.embed_documents(docs)
+    q = minilm.embed_queries(texts)
+    semantic = mrr(np.argsort(-(q @ d.T), axis=1))
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(docs, show_progress=False), show_progress=False)
+    ids, _ = retriever.retrieve(bm25s.tokenize(texts, show_progress=False), k=10, show_progress=False)
+    lexical = mrr(ids)
+    print(f"MRR@10 on {len(texts)} queries / {len(names)} functions: MiniLM {semantic:.3f}, BM25 {lexical:.3f}")
+    assert semantic > lexical
