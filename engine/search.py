@@ -16,9 +16,9 @@ import numpy as np
 from . import chunk as chunking
 from . import discover, route, score, tokenize
 from .ann import AnnIndex
-from .codec import get_codec
+from .codec import PQCodec, get_codec
 from .embed.base import ROUTES, Embedder, ModelReport
-from .errors import BadQuery
+from .errors import BadQuery, ModelError
 from .records import FileEntry, Hit, Skip
 from .settings import Settings, load_settings
 from .store import ChunkRow, Store
@@ -131,11 +131,26 @@ class Engine:
                 codec_name = self.settings.index.token_codec if emb.multi_vector else "fp32"
                 name = _space_name(emb.ident)
                 self.store.ensure_space(name, emb.ident, emb.dim, emb.multi_vector, codec_name)
-                by_ident[emb.ident] = _Space(name, emb, [], get_codec(codec_name) if emb.multi_vector else None)
+                codec = None
+                if emb.multi_vector and codec_name != "pq":
+                    codec = get_codec(codec_name)
+                elif emb.multi_vector:  # product quantisation: codebooks trained on the first batch, kept in the store
+                    book = self.store.spaces()[name]["codebook"]
+                    codec = get_codec("pq", codebook=book) if book else None
+                by_ident[emb.ident] = _Space(name, emb, [], codec)
             by_ident[emb.ident].routes.append(r)
         self.spaces = {s.name: s for s in by_ident.values()}
         for sp in self.spaces.values():
             self._load_ann(sp)
+
+    def _drop_space(self, sp: _Space, exc: Exception) -> None:
+        """A model that fails to load stops serving; its routes become lexical-only, said once."""
+        if self.spaces.pop(sp.name, None) is not None:
+            for r in sp.routes:
+                self._embedders[r] = None
+            self._reports = [ModelReport(r.route, None, "", 0, "lexical", f"{r.model} failed to load: {exc}")
+                             if r.route in sp.routes else r for r in self._reports]
+            self.log(f"{sp.embedder.name} could not be loaded ({exc}); serving {', '.join(sp.routes)} lexically")
 
     def models(self) -> list[ModelReport]:
         self._ensure_models()
@@ -300,7 +315,7 @@ class Engine:
     # -- embeddings --------------------------------------------------------------------------------------------
     def _embed_missing(self, progress: Progress | None, cancel: threading.Event | None) -> tuple[int, bool]:
         done = 0
-        for sp in self.spaces.values():
+        for sp in list(self.spaces.values()):
             total = self.store.count_missing(sp.name, sp.routes)
             n = 0
             while True:
@@ -310,7 +325,14 @@ class Engine:
                 if not todo:
                     break
                 texts = [render_for_embedding(row, self.settings.index.embed_render) for _, row in todo]
-                out = sp.embedder.embed_documents(texts)
+                try:
+                    out = sp.embedder.embed_documents(texts)
+                except ModelError as exc:
+                    self._drop_space(sp, exc)
+                    break
+                if sp.embedder.multi_vector and sp.codec is None:
+                    sp.codec = PQCodec.train(np.concatenate([v for v in out if len(v)]), seed=0)
+                    self.store.set_codebook(sp.name, sp.codec.to_bytes())
                 rows = []
                 for (h, _), v in zip(todo, out if sp.embedder.multi_vector else list(out)):
                     if sp.embedder.multi_vector:
@@ -520,7 +542,13 @@ class Engine:
                     if w <= 0:
                         continue
                     sp = self.spaces[name]
-                    sims, qvecs[name] = self._semantic(sp, query_text, n_cand, doc_query, con)
+                    try:
+                        sims, qvecs[name] = self._semantic(sp, query_text, n_cand, doc_query, con)
+                    except ModelError as exc:
+                        self._drop_space(sp, exc)
+                        notes.append(f"{sp.embedder.name} failed to load: lexical results for its routes")
+                        comp_weights["lexical"] = comp_weights.get("lexical", 0.0) + w
+                        continue
                     if sims:
                         components[f"sem:{sp.embedder.name}"] = sims
                         comp_weights[f"sem:{sp.embedder.name}"] = w * (1 - s.lexical_weight if mode == "hybrid" else 1)
@@ -581,8 +609,10 @@ class Engine:
             return {int(i): float(v) for i, v in zip(ids, sims)}, pooled
         blobs = self.store.token_blobs(sp.name, [int(i) for i in ids], con=con)
         order = [int(i) for i in ids if int(i) in blobs]
-        docs = [sp.codec.decode(blobs[i], emb.dim) for i in order]
-        ms = score.maxsim_many(qtok, docs) / max(len(qtok), 1)
+        if sp.codec is None or not order:
+            return {int(i): float(v) for i, v in zip(ids, sims)}, pooled
+        flat, counts = sp.codec.decode_many([blobs[i] for i in order], emb.dim)
+        ms = score.maxsim_packed(qtok, flat, counts) / max(len(qtok), 1)
         return {i: float(v) for i, v in zip(order, ms)}, pooled
 
     def _fill_in(self, components: dict[str, dict[int, float]], cand: set[int], q_tokens: list[str],

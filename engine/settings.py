@@ -131,4 +131,10 @@ def load_settings(workspace: str | Path | None = None, overrides: dict[str, Any]
                 problems.append(f"{path}: {exc}; using defaults")
     if overrides:
         _merge(settings, overrides, "", problems)
+    if workspace is not None:  # relative paths in settings are relative to the workspace, not the cwd
+        base = Path(workspace).expanduser()
+        for obj, name in ((settings.models, "model_path"), (settings.index, "index_dir")):
+            value = getattr(obj, name)
+            if value and not Path(value).expanduser().is_absolute():
+                setattr(obj, name, str((base / Path(value).expanduser()).resolve()))
     return settings.validate()

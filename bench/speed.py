@@ -1,0 +1,104 @@
+"""Speed bench: indexing time, warm search latency (p50/p95, query encoding included) next to the bare query
+encoder in the same run, index size per chunk and per token, peak RSS.
+
+    python bench/speed.py --corpus ../shared/bench/cosqa/corpus [--queries ../shared/bench/cosqa/dev.json]
+    python bench/speed.py --corpus .venv/lib/python3.11/site-packages --name site-packages   # a large real store
+
+Writes bench/results/speed-<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.search import Engine  # noqa: E402
+from engine.settings import load_settings  # noqa: E402
+
+DEFAULT_QUERIES = ["read a json file", "retry with exponential backoff", "parse command line arguments",
+                   "convert a string to a datetime", "check if a variable is iterable", "sort a dictionary by value",
+                   "open a socket connection", "compute the md5 hash of a file", "remove duplicates from a list",
+                   "load configuration from yaml"]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--queries", help="an eval spec whose queries to time (default: a fixed list)")
+    ap.add_argument("--n", type=int, default=200, help="number of timed searches")
+    ap.add_argument("--index-dir", help="reuse an index (default: a fresh temp dir)")
+    ap.add_argument("--modes", nargs="*", default=["lexical", "semantic", "hybrid"])
+    args = ap.parse_args()
+    name = args.name or Path(args.corpus).name
+    index_dir = Path(args.index_dir or tempfile.mkdtemp(prefix="sg-speed-"))
+    settings = load_settings(None, {"index": {"index_dir": str(index_dir)}})
+    eng = Engine(args.corpus, settings)
+    out: dict = {"corpus": str(Path(args.corpus).resolve()), "index_dir": str(index_dir)}
+
+    t0 = time.perf_counter()
+    rep = eng.index(embed=False)
+    out["index_lexical_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rep2 = eng.index(embed=False)
+    out["reindex_unchanged_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rep3 = eng.index(embed=True)
+    out["embed_s"] = time.perf_counter() - t0
+    out.update(files=rep.files, chunks=rep3.chunks, embedded=rep3.embedded, unchanged_changed=rep2.changed)
+
+    if args.queries:
+        queries = [q["query"] for q in json.loads(Path(args.queries).read_text())["queries"]]
+    else:
+        queries = DEFAULT_QUERIES
+    queries = (queries * (args.n // len(queries) + 1))[: args.n]
+    sp = next(iter(eng.spaces.values()), None)
+    if sp is not None:
+        sp.embedder.embed_queries(["warm up"])
+        enc = []
+        for q in queries:
+            t = time.perf_counter()
+            sp.embedder.embed_queries([q])
+            enc.append((time.perf_counter() - t) * 1000)
+        out["bare_query_encoding_ms"] = {"p50": pct(enc, 50), "p95": pct(enc, 95)}
+    for mode in args.modes:
+        eng.search(queries[0], mode=mode)
+        lat = []
+        for q in queries:
+            t = time.perf_counter()
+            eng.search(q, k=10, mode=mode)
+            lat.append((time.perf_counter() - t) * 1000)
+        out[f"search_{mode}_ms"] = {"p50": pct(lat, 50), "p95": pct(lat, 95), "mean": statistics.mean(lat)}
+
+    db = sum(f.stat().st_size for f in index_dir.glob("index.sqlite*"))
+    ann = sum(f.stat().st_size for f in index_dir.glob("*.hnsw*"))
+    con = eng.store._con()
+    vec_bytes = con.execute("SELECT COALESCE(SUM(LENGTH(vec)), 0) + COALESCE(SUM(LENGTH(tokens)), 0) "
+                            "FROM vectors").fetchone()[0]
+    out.update(store_bytes=db, ann_bytes=ann, vector_bytes=vec_bytes,
+               bytes_per_chunk=(db + ann) / max(out["chunks"], 1),
+               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    eng.close()
+    res_dir = Path(__file__).resolve().parent / "results"
+    res_dir.mkdir(exist_ok=True)
+    (res_dir / f"speed-{name}.json").write_text(json.dumps(out, indent=1))
+    for k, v in out.items():
+        print(f"{k:26} {json.dumps(v) if isinstance(v, dict) else v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
