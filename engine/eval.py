@@ -124,6 +124,11 @@ def run_eval(spec_path: str | Path, mode: str = "hybrid", settings: Settings | N
     try:
         engine.index(progress=progress, embed=mode != "lexical")
         t0 = time.perf_counter()
+        if mode != "lexical":
+            texts = [q.query if spec.mode == "similar" else q.query[: settings.search.max_query_chars]
+                     for q in spec.queries]
+            engine.prepare_queries([t[:20_000] for t in texts] if spec.mode == "similar" else texts,
+                                   doc_query=spec.mode == "similar")
         p1 = mrr = r10 = 0.0
         misses = []
         for i, q in enumerate(spec.queries):

@@ -105,6 +105,7 @@ class Engine:
         self._models_loaded = embedders is not None
         self._embedders, self._reports = embedders if embedders is not None else ({r: None for r in ROUTES}, [])
         self.spaces: dict[str, _Space] = {}
+        self._query_vectors: dict[tuple[str, bool, str], np.ndarray] = {}
         if embedders is not None:
             self._setup_spaces()
 
@@ -412,6 +413,18 @@ class Engine:
                     sp.dirty = False
 
     # -- search ------------------------------------------------------------------------------------------------
+    def prepare_queries(self, texts: list[str], doc_query: bool = False) -> None:
+        """Embed many queries in batches up front (evaluation): later searches for them skip the encoder."""
+        self._ensure_models()
+        for sp in list(self.spaces.values()):
+            try:
+                out = sp.embedder.embed_documents(texts) if doc_query else sp.embedder.embed_queries(texts)
+            except ModelError as exc:
+                self._drop_space(sp, exc)
+                continue
+            for t, v in zip(texts, out):
+                self._query_vectors[(sp.name, doc_query, t)] = v
+
     def _check(self, query: str, k: int) -> None:
         s = self.settings.search
         if not isinstance(query, str) or not query.strip():
@@ -594,7 +607,9 @@ class Engine:
     def _semantic(self, sp: _Space, text: str, n: int, doc_query: bool, con) -> tuple[dict[int, float], np.ndarray]:
         """Candidates from the space's ANN (exact MaxSim rerank for multi-vector spaces) and the pooled query."""
         emb = sp.embedder
-        out = emb.embed_documents([text]) if doc_query else emb.embed_queries([text])
+        cached = self._query_vectors.get((sp.name, doc_query, text))
+        out = [cached] if cached is not None else \
+            emb.embed_documents([text]) if doc_query else emb.embed_queries([text])
         if emb.multi_vector:
             qtok = out[0]
             pooled = qtok.mean(axis=0)
