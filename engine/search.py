@@ -106,6 +106,7 @@ class Engine:
         self._embedders, self._reports = embedders if embedders is not None else ({r: None for r in ROUTES}, [])
         self.spaces: dict[str, _Space] = {}
         self._query_vectors: dict[tuple[str, bool, str], np.ndarray] = {}
+        self._count_cache = (-1, 0)
         if embedders is not None:
             self._setup_spaces()
 
@@ -546,10 +547,11 @@ class Engine:
         # Path and symbol columns carry identifiers: they help code queries and only add noise to CJK prose.
         cjk = weights.get("cjk", 0.0)
         cols = (1.0 - cjk, 2.0 * (1.0 - cjk), 1.0)
+        lw = s.similar_lexical_weight if doc_query else s.lexical_weight
         with self.store.read() as con:
             if mode in ("hybrid", "lexical"):
                 components["lexical"] = self.store.lexical(q_tokens, n_cand, cols, con=con)
-                comp_weights["lexical"] = 1.0 if mode == "lexical" else s.lexical_weight + (1 - s.lexical_weight) * unserved
+                comp_weights["lexical"] = 1.0 if mode == "lexical" else lw + (1 - lw) * unserved
             if mode in ("hybrid", "semantic"):
                 for name, w in space_w.items():
                     if w <= 0:
@@ -563,8 +565,11 @@ class Engine:
                         comp_weights["lexical"] = comp_weights.get("lexical", 0.0) + w
                         continue
                     if sims:
+                        # A space that holds only a sliver of the corpus (an English LICENSE in a Japanese doc set)
+                        # would otherwise crown its few members: weigh it by the share of chunks it can rank.
+                        coverage = min(1.0, len(sp.ann) / max(self._chunk_count(), 1)) if mode == "hybrid" else 1.0
                         components[f"sem:{sp.embedder.name}"] = sims
-                        comp_weights[f"sem:{sp.embedder.name}"] = w * (1 - s.lexical_weight if mode == "hybrid" else 1)
+                        comp_weights[f"sem:{sp.embedder.name}"] = w * (1 - lw if mode == "hybrid" else 1) * coverage
             cand = set().union(*components.values()) if components else set()
             if len(components) > 1:
                 self._fill_in(components, cand, q_tokens, cols, qvecs, con)
@@ -577,6 +582,8 @@ class Engine:
             for i in list(comp):
                 if i not in rows:
                     del comp[i]
+        # A component with no candidates (e.g. a space with no vectors in this corpus) must not dilute the others.
+        components = {k: v for k, v in components.items() if v}
         if s.fusion == "rrf":
             fused = score.fuse_rrf(components, comp_weights, k=s.rrf_k)
         else:
@@ -603,6 +610,12 @@ class Engine:
                             space=max(sem)[1][4:] if sem else "", components=parts))
         hits.sort(key=lambda h: (-h.score, h.path, h.start_line))
         return score.dedupe(hits)[:k], notes
+
+    def _chunk_count(self) -> int:
+        gen = self.store.generation
+        if self._count_cache[0] != gen:
+            self._count_cache = (gen, self.store.counts()["chunks"])
+        return self._count_cache[1]
 
     def _semantic(self, sp: _Space, text: str, n: int, doc_query: bool, con) -> tuple[dict[int, float], np.ndarray]:
         """Candidates from the space's ANN (exact MaxSim rerank for multi-vector spaces) and the pooled query."""
