@@ -3,6 +3,7 @@ test-path signals, and collapsing of split functions. No I/O, no state."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -189,7 +190,12 @@ def _camel_words(run: str) -> list[str]:
 
 def split_identifier(text: str) -> list[str]:
     """Lower-case words of identifiers and prose: "parseHTTPResponse_v2" -> ["parse", "http", "response", "v", "2"]."""
-    return [w.lower() for part in re.split(r"[\W_]+", text) if part for w in _camel_words(part)]
+    return list(_split_cached(text))
+
+
+@functools.lru_cache(maxsize=65536)  # the same path and symbol words recur in every search
+def _split_cached(text: str) -> tuple[str, ...]:
+    return tuple(w.lower() for part in re.split(r"[\W_]+", text) if part for w in _camel_words(part))
 
 
 def _terms_match(a: str, b: str) -> bool:
