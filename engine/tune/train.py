@@ -1,0 +1,524 @@
+"""Contrastive LoRA training of an embedding model on mined pairs (InfoNCE, in-batch + hard negatives).
+
+The trainable encoder wraps the engine's own embedder for the base model, so texts become token ids and
+vectors exactly as at indexing time (prompts, markers, lowercasing, pooling, projection); only gradients are
+added. Cosine similarity for single-vector models, MaxSim for multi-vector ones. Training is seeded and
+deterministic per step, so a checkpoint (LoRA weights + optimizer + step) is enough to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from .config import TARGETS, LoraSettings, TrainSettings
+from .mine import Pair
+
+Progress = Callable[[str, int, int], None]
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name != "auto":
+        if name == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("train.device = cuda, but no CUDA device is available")
+        if name == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError("train.device = mps, but MPS is not available")
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class TrainableEncoder:
+    """The engine's embedder for a recipe, with a differentiable forward pass and a LoRA adapter slot."""
+
+    def __init__(self, recipe, *, threads: int = 0, device: str = "cpu", batch_size: int = 32) -> None:
+        import torch
+
+        from ..embed.transformer import TransformerEmbedder
+
+        self.recipe = recipe
+        self.emb = TransformerEmbedder(recipe, threads=threads, batch_size=batch_size).load()
+        for attr in ("_model", "_dense", "_encode_ids", "_project", "_prefix", "_suffix", "_pad_id"):
+            if not hasattr(self.emb, attr):
+                raise ModelError(f"the embedder no longer exposes {attr}; engine/tune/train.py must follow it")
+        self.multi = recipe.multi_vector
+        self.dim = recipe.dim
+        self.max_length = recipe.max_length
+        self.device = torch.device(device)
+        self.to(self.device)
+        self.peft = None
+
+    @property
+    def model(self):
+        return self.emb._model
+
+    def to(self, device) -> None:
+        self.device = device
+        self.emb._model = self.emb._model.to(device)
+        self.emb._dense = [(w.to(device), None if b is None else b.to(device), a) for w, b, a in self.emb._dense]
+
+    # -- LoRA --------------------------------------------------------------------------------------------------
+    def add_lora(self, lora: LoraSettings) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        targets = list(lora.target_modules) or target_modules(self.model)
+        cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                         layers_to_transform=list(lora.layers) or None, bias="none")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # transformers 5 deprecations inside peft
+                self.peft = get_peft_model(self.model, cfg)
+        except ValueError as exc:
+            raise ConfigError(f"LoRA cannot attach to {targets} in {type(self.model).__name__}: {exc}") from exc
+        self.emb._model = self.peft
+
+    def train_mode(self, base_dropout: bool) -> None:
+        """Training mode; without base dropout only the LoRA dropout layers train (eval-mode attention is ~2x
+        faster on CPU and the frozen weights gain nothing from dropout)."""
+        self.model.train()
+        if not base_dropout:
+            for name, module in self.model.named_modules():
+                module.training = "lora_dropout" in name
+
+    def trainable_state(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.peft.named_parameters() if v.requires_grad}
+
+    def load_trainable_state(self, state: dict) -> None:
+        import torch
+
+        params = dict(self.peft.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                params[k].copy_(v.to(params[k].device))
+
+    def trainable_count(self) -> tuple[int, int]:
+        total = sum(p.numel() for p in self.model.parameters())
+        train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return train, total
+
+    # -- encoding ----------------------------------------------------------------------------------------------
+    def ids(self, texts: list[str], query: bool, max_len: int = 0) -> list[list[int]]:
+        seqs = self.emb._encode_ids(list(texts), query)
+        if max_len and max_len < self.max_length:
+            suffix = list(self.emb._suffix)
+            seqs = [s if len(s) <= max_len else s[: max_len - len(suffix)] + suffix for s in seqs]
+        return seqs
+
+    def forward(self, seqs: list[list[int]], query: bool):
+        """Vectors with gradients: (n, dim) for single-vector models, else ((n, T, dim), keep mask (n, T))."""
+        import torch
+
+        from ..embed.transformer import _pool
+
+        r = self.recipe
+        emb = self.emb
+        expand = r.query_expand_to if (query and r.multi_vector) else 0
+        width = max(max(len(s) for s in seqs), expand)
+        input_ids = torch.full((len(seqs), width), emb._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, :len(seq)] = 1
+        keep = mask.bool()
+        if expand:
+            for row, seq in enumerate(seqs):
+                if len(seq) < expand:
+                    input_ids[row, len(seq):expand] = emb._mask_id
+                    keep[row, len(seq):expand] = True
+                    if r.query_expand_attend:
+                        mask[row, len(seq):expand] = 1
+        input_ids, mask, keep = input_ids.to(self.device), mask.to(self.device), keep.to(self.device)
+        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
+        if r.multi_vector:
+            hidden = torch.nn.functional.normalize(emb._project(hidden), dim=-1)
+            if not query and emb._skip:
+                for tid in emb._skip:
+                    keep &= input_ids != tid
+            return hidden, keep
+        pooled = emb._project(_pool(hidden, mask, r.pooling))
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def encode(self, texts: list[str], query: bool, max_len: int = 0, batch: int = 32):
+        """No-grad vectors in eval mode: a (n, dim) tensor, or a list of (tokens, dim) tensors (multi-vector)."""
+        import torch
+
+        seqs = self.ids(texts, query, max_len)
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        out: list = [None] * len(seqs)
+        flags = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), batch):
+                    idx = order[start:start + batch]
+                    res = self.forward([seqs[i] for i in idx], query)
+                    if self.multi:
+                        vecs, keep = res
+                        for j, i in enumerate(idx):
+                            out[i] = vecs[j][keep[j]].cpu()
+                    else:
+                        for j, i in enumerate(idx):
+                            out[i] = res[j].cpu()
+        finally:
+            for m, flag in flags:
+                m.training = flag
+        return out if self.multi else torch.stack(out) if out else torch.zeros((0, self.dim))
+
+
+def target_modules(model) -> list[str]:
+    """LoRA targets for an architecture: attention query and value projections (TARGETS), else a clear error."""
+    config = getattr(model, "config", None)
+    mtype = getattr(config, "model_type", "")
+    if mtype in TARGETS:
+        return list(TARGETS[mtype])
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    for pair in (["query", "value"], ["q_proj", "v_proj"], ["q", "v"], ["q_lin", "v_lin"]):
+        if set(pair) <= names:
+            return pair
+    raise ConfigError(f"no known attention projections in a {mtype or type(model).__name__} model; "
+                      f"set lora.target_modules in the training config")
+
+
+# -- scoring and loss ------------------------------------------------------------------------------------------
+
+def maxsim_scores(q, qkeep, d, dkeep):
+    """(nq, nd) MaxSim: for each query token the best document token, averaged over the query's tokens."""
+    import torch
+
+    sim = torch.einsum("qtd,nsd->qnts", q, d)
+    sim = sim.masked_fill(~dkeep[None, :, None, :], -1e4)
+    best = sim.max(dim=-1).values * qkeep[:, None, :].to(sim.dtype)
+    return best.sum(-1) / qkeep.sum(-1).clamp(min=1)[:, None].to(sim.dtype)
+
+
+def info_nce(scores, pos_index, mask, temperature: float):
+    """Cross-entropy over each query's row of scores; `mask` (True = ignore) hides false negatives."""
+    import torch
+
+    logits = (scores / temperature).masked_fill(mask, -1e4)
+    return torch.nn.functional.cross_entropy(logits, pos_index)
+
+
+def batch_loss(enc: TrainableEncoder, batch: list[Pair], negatives: list[list[str]], ts: TrainSettings,
+               doc_len: int):
+    """InfoNCE for one batch: docs = every positive, then every sampled hard negative."""
+    import torch
+
+    queries = [p.query for p in batch]
+    docs = [p.positive for p in batch]
+    doc_keys = [p.key for p in batch]
+    for p, negs in zip(batch, negatives):
+        docs += negs
+        doc_keys += [f"neg:{hashlib.blake2b(n.encode(), digest_size=8).hexdigest()}" for n in negs]
+    # a document identical to the query's positive (same function via another pair, or the same text) is no negative
+    text_id = {}
+    doc_ids = [text_id.setdefault(t, len(text_id)) for t in docs]
+    qn = [" ".join(q.lower().split()) for q in queries]
+    mask = torch.zeros((len(batch), len(docs)), dtype=torch.bool)
+    for i, p in enumerate(batch):
+        for j in range(len(docs)):
+            if j == i:
+                continue
+            if doc_ids[j] == doc_ids[i] or doc_keys[j] == p.key or (j < len(batch) and qn[j] == qn[i]):
+                mask[i, j] = True
+    qs = enc.forward(enc.ids(queries, True, ts.max_query_length), True)
+    ds = enc.forward(enc.ids(docs, False, doc_len), False)
+    if enc.multi:
+        scores = maxsim_scores(qs[0], qs[1], ds[0], ds[1])
+    else:
+        scores = qs @ ds.T
+    target = torch.arange(len(batch), device=scores.device)
+    return info_nce(scores, target, mask.to(scores.device), ts.temperature)
+
+
+# -- retrieval metrics -----------------------------------------------------------------------------------------
+
+def rank_metrics(score_matrix: np.ndarray, gold: list[int], k: int = 10) -> dict[str, float]:
+    """P@1 and MRR@k for rows of scores where gold[i] is the relevant column of row i."""
+    n = len(gold)
+    if n == 0:
+        return {"P@1": 0.0, f"MRR@{k}": 0.0, "n": 0}
+    p1 = mrr = 0.0
+    for i, g in enumerate(gold):
+        row = score_matrix[i]
+        rank = int((row > row[g]).sum()) + 1
+        p1 += rank == 1
+        mrr += 1.0 / rank if rank <= k else 0.0
+    return {"P@1": round(p1 / n, 4), f"MRR@{k}": round(mrr / n, 4), "n": n}
+
+
+def score_sets(qv, dv, multi: bool) -> np.ndarray:
+    """Similarity of every query to every document (tensors from TrainableEncoder.encode or numpy arrays)."""
+    import torch
+
+    if not multi:
+        q = torch.as_tensor(np.asarray(qv, dtype=np.float32)) if not torch.is_tensor(qv) else qv
+        d = torch.as_tensor(np.asarray(dv, dtype=np.float32)) if not torch.is_tensor(dv) else dv
+        return (q @ d.T).numpy()
+    docs = [torch.as_tensor(x) for x in dv]
+    width = max((len(x) for x in docs), default=1)
+    dim = docs[0].shape[-1] if docs else 1
+    d = torch.zeros((len(docs), width, dim))
+    dkeep = torch.zeros((len(docs), width), dtype=torch.bool)
+    for i, x in enumerate(docs):
+        d[i, :len(x)] = x
+        dkeep[i, :len(x)] = True
+    rows = []
+    for x in qv:
+        x = torch.as_tensor(x)
+        rows.append(maxsim_scores(x[None], torch.ones((1, len(x)), dtype=torch.bool), d, dkeep)[0])
+    return torch.stack(rows).numpy() if rows else np.zeros((0, len(docs)), np.float32)
+
+
+def eval_pool(pairs: list[Pair], extra_docs: list[str] | None = None, limit: int = 0,
+              seed: int = 0) -> tuple[list[str], list[str], list[int]]:
+    """(queries, documents, gold column per query): positives and hard negatives of `pairs`, then extra docs."""
+    docs: list[str] = []
+    index: dict[str, int] = {}
+
+    def add(t: str) -> int:
+        if t not in index:
+            index[t] = len(docs)
+            docs.append(t)
+        return index[t]
+
+    gold = [add(p.positive) for p in pairs]
+    for p in pairs:
+        for n in p.negatives:
+            add(n)
+    if extra_docs:
+        rest = [t for t in extra_docs if t not in index]
+        random.Random(seed).shuffle(rest)
+        room = max(0, limit - len(docs)) if limit else len(rest)
+        for t in rest[:room]:
+            add(t)
+    return [p.query for p in pairs], docs, gold
+
+
+def evaluate_encoder(enc: TrainableEncoder, queries: list[str], docs: list[str], gold: list[int],
+                     doc_len: int = 0, batch: int = 32) -> dict[str, float]:
+    qv = enc.encode(queries, True, 0, batch)
+    dv = enc.encode(docs, False, doc_len, batch)
+    return rank_metrics(score_sets(qv, dv, enc.multi), gold)
+
+
+def evaluate_embedder(emb, queries: list[str], docs: list[str], gold: list[int]) -> dict[str, float]:
+    """The same metric through an engine Embedder (embed_queries / embed_documents), as search would see it."""
+    qv = emb.embed_queries(queries)
+    dv = emb.embed_documents(docs)
+    return rank_metrics(score_sets(qv, dv, emb.multi_vector), gold)
+
+
+# -- the loop --------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    micro_steps: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)  # mean loss per optimizer step
+    history: list[dict] = field(default_factory=list)  # held-out checks: step, MRR@10, P@1
+    best_step: int = 0
+    best: dict = field(default_factory=dict)
+    stopped: str = ""  # done | max-steps | early-stop | time-budget | cancelled
+    resumed_from: int = 0
+
+
+def fingerprint(pairs: list[Pair], ts: TrainSettings, extra: str = "") -> str:
+    h = hashlib.blake2b(digest_size=10)
+    h.update(repr(sorted(vars(ts).items())).encode())
+    h.update(extra.encode())
+    for p in pairs:
+        h.update(p.query.encode())
+        h.update(b"\0")
+        h.update(hashlib.blake2b(p.positive.encode(), digest_size=8).digest())
+    return h.hexdigest()
+
+
+def _schedule(total: int, warmup: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def train(enc: TrainableEncoder, pairs: list[Pair], heldout: list[Pair], ts: TrainSettings, *,
+          ckpt_dir: Path | None = None, tag: str = "phase0", progress: Progress | None = None,
+          cancel: threading.Event | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train the encoder's LoRA adapter on `pairs`; keep the state that did best on `heldout` (early stopping)."""
+    import torch
+
+    log = log or (lambda m: None)
+    if enc.peft is None:
+        raise ModelError("add a LoRA adapter (TrainableEncoder.add_lora) before training")
+    if len(pairs) < 2:
+        raise ConfigError(f"only {len(pairs)} training pairs: nothing to learn from")
+    t0 = time.perf_counter()
+    if ts.threads > 0:
+        torch.set_num_threads(ts.threads)
+    res = TrainResult()
+    bs = min(ts.batch_size, len(pairs))
+    per_epoch = math.ceil(len(pairs) / bs)
+    micro_total = max(1, math.ceil(ts.epochs * per_epoch))
+    total = max(1, micro_total // ts.grad_accum)
+    if ts.max_steps:
+        total = min(total, ts.max_steps)
+    warmup = int(ts.warmup * total)
+    doc_len = min(ts.max_doc_length or enc.max_length, enc.max_length)
+    params = [p for p in enc.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=ts.lr, weight_decay=ts.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup))
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ts.precision)
+    scaler = torch.amp.GradScaler(enc.device.type) if ts.precision == "fp16" else None
+    accel = None
+    if ts.accelerate:
+        try:
+            from accelerate import Accelerator
+
+            accel = Accelerator(gradient_accumulation_steps=ts.grad_accum)
+            enc.emb._model, opt = accel.prepare(enc.model, opt)
+            enc.to(accel.device)
+        except ImportError:
+            log("accelerate is not installed: training on one device")
+
+    hq, hd, hg = eval_pool(heldout)
+    fp = fingerprint(pairs, ts, tag)
+    state_path = ckpt_dir / f"{tag}.pt" if ckpt_dir else None
+    best_state = None
+    bad = 0
+    step = 0
+    if state_path is not None and ts.resume and state_path.is_file():
+        try:
+            ck = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn file from a killed run: start over
+            log(f"checkpoint {state_path} unreadable ({exc}); starting over")
+            ck = None
+        if ck is not None and ck.get("fingerprint") == fp:
+            enc.load_trainable_state(ck["lora"])
+            opt.load_state_dict(ck["optim"])
+            step = int(ck["step"])
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup), last_epoch=step - 1) \
+                if step else sched
+            res.losses = list(ck["losses"])
+            res.history = list(ck["history"])
+            res.best = dict(ck["best"])
+            res.best_step = int(ck["best_step"])
+            best_state = ck.get("best_state") or None
+            bad = int(ck["bad"])
+            res.resumed_from = step
+            log(f"resumed {tag} at step {step}/{total}")
+            if ck.get("finished"):
+                res.steps = step
+                res.stopped = str(ck.get("stopped", "done"))
+                if best_state:
+                    enc.load_trainable_state(best_state)
+                res.seconds = time.perf_counter() - t0
+                return res
+
+    def save(finished: bool = False) -> None:
+        if state_path is None:
+            return
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"fingerprint": fp, "lora": enc.trainable_state(), "optim": opt.state_dict(), "step": step,
+                    "losses": res.losses, "history": res.history, "best": res.best, "best_step": res.best_step,
+                    "best_state": best_state or {}, "bad": bad, "finished": finished, "stopped": res.stopped}, tmp)
+        tmp.replace(state_path)
+
+    def check() -> bool:
+        """Held-out check; True when this state is the best so far."""
+        nonlocal best_state, bad
+        if not hq:
+            return False
+        m = evaluate_encoder(enc, hq, hd, hg, doc_len)
+        score = (m["MRR@10"], m["P@1"])
+        res.history.append({"step": step, **m})
+        log(f"{tag} step {step}: held-out MRR@10 {m['MRR@10']:.3f} P@1 {m['P@1']:.3f}")
+        if not res.best or score > (res.best["MRR@10"], res.best["P@1"]):
+            res.best, res.best_step, best_state, bad = m, step, enc.trainable_state(), 0
+            return True
+        bad += 1
+        return False
+
+    enc.train_mode(ts.base_dropout)
+    if step == 0:
+        check()
+    res.stopped = "done"
+    order: list[int] = []
+    while step < total:
+        if cancel is not None and cancel.is_set():
+            res.stopped = "cancelled"
+            break
+        if ts.time_budget_minutes and time.perf_counter() - t0 > 60 * ts.time_budget_minutes:
+            res.stopped = "time-budget"
+            break
+        opt.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for a in range(ts.grad_accum):
+            micro = step * ts.grad_accum + a
+            epoch, pos = divmod(micro, per_epoch)
+            if pos == 0 or not order:
+                order = list(range(len(pairs)))
+                random.Random(ts.seed * 100_003 + epoch).shuffle(order)
+            idx = order[pos * bs:(pos + 1) * bs] or order[:bs]
+            batch = [pairs[i] for i in idx]
+            rng = random.Random(ts.seed * 1_000_003 + micro)
+            negs = [rng.sample(p.negatives, min(ts.negatives, len(p.negatives))) for p in batch]
+            torch.manual_seed(ts.seed * 7919 + micro)  # dropout masks, reproducible on resume
+            if autocast_dtype is not None and enc.device.type != "cpu":
+                with torch.autocast(enc.device.type, dtype=autocast_dtype):
+                    loss = batch_loss(enc, batch, negs, ts, doc_len) / ts.grad_accum
+            else:
+                loss = batch_loss(enc, batch, negs, ts, doc_len) / ts.grad_accum
+            if accel is not None:
+                accel.backward(loss)
+            elif scaler is not None:
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            step_loss += float(loss.detach())
+        if scaler is not None:
+            scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        sched.step()
+        step += 1
+        res.losses.append(round(step_loss, 5))
+        if progress:
+            progress("train", step, total)
+        if ts.eval_every and step % ts.eval_every == 0 and step < total:
+            check()
+            if ts.patience and bad >= ts.patience:
+                res.stopped = "early-stop"
+                break
+        if ts.save_every and step % ts.save_every == 0:
+            save()
+    if res.stopped in ("done", "time-budget") and hq and (not res.history or res.history[-1]["step"] != step):
+        check()
+    res.steps, res.micro_steps = step, step * ts.grad_accum
+    if res.stopped != "cancelled" and best_state:
+        enc.load_trainable_state(best_state)
+    save(finished=res.stopped != "cancelled")
+    enc.model.eval()
+    res.seconds = time.perf_counter() - t0
+    return res
