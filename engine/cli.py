@@ -77,7 +77,7 @@ def _open_engine(args: argparse.Namespace, root: Path):
     notes_seen: set[str] = set()
 
     def log(msg: str) -> None:
-        if msg not in notes_seen and not getattr(args, "json", False):
+        if msg not in notes_seen:  # stderr, so --json output on stdout stays clean
             notes_seen.add(msg)
             _err(f"sg: {msg}")
 

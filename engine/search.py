@@ -430,6 +430,7 @@ class Engine:
         s = self.settings.search
         if not isinstance(query, str) or not query.strip():
             raise BadQuery("the query is empty")
+        _encodable(query)
         if len(query) > s.max_query_chars:
             raise BadQuery(f"the query has {len(query)} characters; the limit is {s.max_query_chars}")
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= s.max_results:
@@ -471,6 +472,7 @@ class Engine:
         t0 = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise BadQuery("the code snippet is empty")
+        _encodable(text)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.settings.search.max_results:
             raise BadQuery(f"the result limit must be between 1 and {self.settings.search.max_results}, not {k!r}")
         mode = mode or self.settings.search.mode
@@ -689,6 +691,13 @@ class Engine:
             if any(getattr(sp, "dirty", False) for sp in self.spaces.values()):
                 self._save_ann()
             self.store.close()
+
+
+def _encodable(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. undecodable bytes in argv
+        raise BadQuery("the query is not valid text (undecodable bytes)") from None
 
 
 def _snippet(row: ChunkRow, lines: int = 6, width: int = 400) -> str:

@@ -80,6 +80,10 @@ class Settings:
             raise ConfigError("index.max_file_bytes must be between 1 and 1 GiB")
         if not 1 <= self.search.max_results <= 10_000:
             raise ConfigError("search.max_results must be between 1 and 10000")
+        if not 1 <= self.search.max_query_chars <= 100_000:
+            raise ConfigError("search.max_query_chars must be between 1 and 100000")
+        if not 1 <= self.index.max_chunks_per_file <= 100_000:
+            raise ConfigError("index.max_chunks_per_file must be between 1 and 100000")
         if self.index.window_overlap >= self.index.window_lines:
             raise ConfigError("index.window_overlap must be smaller than index.window_lines")
         return self
