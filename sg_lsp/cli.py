@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 from . import __version__
 
@@ -15,6 +16,36 @@ def _parse_tcp(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host or "127.0.0.1", int(port)
+
+
+# A Content-Length beyond this is refused (pygls would allocate whatever the header claims and die of
+# MemoryError); header lines are read in pieces of at most _MAX_LINE bytes for the same reason.
+MAX_MESSAGE_BYTES = 64 << 20
+_MAX_LINE = 64 << 10
+
+
+class BoundedStdin:
+    """stdin for pygls' reader with bounded reads, so a bad or hostile header cannot exhaust memory."""
+
+    def __init__(self, raw: Any, max_message: int = MAX_MESSAGE_BYTES):
+        self.raw = raw
+        self.max_message = max_message
+
+    def readline(self) -> bytes:
+        return self.raw.readline(_MAX_LINE)
+
+    def read(self, n: int) -> bytes:
+        if n <= self.max_message:
+            return self.raw.read(n)
+        # Skip the oversized body (keeping the framing) and hand the protocol a non-object, which it answers
+        # with an InvalidRequest error (id null) instead of crashing.
+        left = n
+        while left > 0:
+            chunk = self.raw.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+        return b'"message of %d bytes exceeds the %d-byte limit"' % (n, self.max_message)
 
 
 class _ExpectedErrors(logging.Filter):
@@ -53,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.tcp:
             server.start_tcp(*args.tcp)
         else:
-            server.start_io()
+            server.start_io(stdin=BoundedStdin(sys.stdin.buffer))
     except SystemExit:
         pass
     finally:

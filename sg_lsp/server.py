@@ -1173,6 +1173,16 @@ def _opt(p: dict[str, Any], key: str, kind: type | tuple[type, ...], method: str
     return value
 
 
+def _check_text(value: str, key: str, method: str) -> str:
+    """JSON may carry lone surrogates ("\\ud800"); model tokenizers raise TypeError on them, so refuse them here."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise JsonRpcInvalidParams(f"invalid params for {method}: '{key}' is not valid Unicode text "
+                                   f"(lone surrogate at character {exc.start})") from None
+    return value
+
+
 def scoped_paths(ls: SgLanguageServer, paths: list[Any] | None) -> dict[Folder, list[str] | None]:
     """Glob patterns per folder. Relative patterns apply to every folder; absolute paths and file:// URIs only to
     the folder that contains them; anything else (or any '..') is refused, so `paths` never leaves the workspace."""
@@ -1271,7 +1281,12 @@ def similar_at(ls: SgLanguageServer, uri: str, line0: int, k: int, cancel: threa
         return folder, eng.similar(rel, line0 + 1, k=k, mode=mode)
 
 
-def _similar_target(params: Any, method: str) -> tuple[str, int, int]:
+def default_limit(ls: SgLanguageServer) -> int:
+    """10, or less when a folder's search.max_results is smaller (a request without `limit` must not fail)."""
+    return min([10, *(f.settings.search.max_results for f in ls.folders.values())])
+
+
+def _similar_target(params: Any, method: str, default: int = 10) -> tuple[str, int, int]:
     """(uri, 0-based line, limit) from {textDocument: {uri}, position} or {uri, line}."""
     p = _as_params(params, method)
     doc = p.get("textDocument")
@@ -1289,7 +1304,7 @@ def _similar_target(params: Any, method: str) -> tuple[str, int, int]:
                                    "or {uri, line}")
     if line < 0:
         raise JsonRpcInvalidParams(f"invalid params for {method}: 'line' must be >= 0")
-    return uri, line, _opt(p, "limit", int, method, 10)
+    return uri, line, _opt(p, "limit", int, method, default)
 
 
 # -- features ---------------------------------------------------------------------------------------------------------
@@ -1388,6 +1403,7 @@ def on_progress_cancel(ls: SgLanguageServer, params: types.WorkDoneProgressCance
 async def workspace_symbol(ls: SgLanguageServer, params: types.WorkspaceSymbolParams) -> list[types.WorkspaceSymbol]:
     if not params.query.strip():
         return []  # "list every symbol" is not a semantic question
+    _check_text(params.query, "query", types.WORKSPACE_SYMBOL)
 
     def run(cancel: threading.Event) -> list[types.WorkspaceSymbol]:
         k = min([SYMBOL_LIMIT, *(f.settings.search.max_results for f in ls.folders.values())])
@@ -1411,7 +1427,8 @@ async def sg_search(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
     query = p.get("query")
     if not isinstance(query, str):
         raise JsonRpcInvalidParams("invalid params for sg/search: 'query' (a string) is required")
-    limit = _opt(p, "limit", int, SEARCH, 10)
+    _check_text(query, "query", SEARCH)
+    limit = _opt(p, "limit", int, SEARCH, default_limit(ls))
     mode = _opt(p, "mode", str, SEARCH)
     if mode is not None and mode not in MODES:
         raise JsonRpcInvalidParams(f"invalid params for sg/search: 'mode' must be one of {', '.join(MODES)}")
@@ -1431,7 +1448,7 @@ async def sg_search(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
 
 @server.feature(SIMILAR)
 async def sg_similar(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
-    uri, line, limit = _similar_target(params, SIMILAR)
+    uri, line, limit = _similar_target(params, SIMILAR, default_limit(ls))
 
     def run(cancel: threading.Event) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -1476,9 +1493,9 @@ async def code_action(ls: SgLanguageServer, params: types.CodeActionParams) -> l
 async def find_similar_command(ls: SgLanguageServer, *args: Any) -> list[dict[str, Any]]:
     """Arguments: [uri, line] (0-based line), or one object like sg/similar's params. Returns Location[]."""
     if len(args) == 1 and isinstance(args[0], dict):
-        uri, line, limit = _similar_target(args[0], CMD_FIND_SIMILAR)
+        uri, line, limit = _similar_target(args[0], CMD_FIND_SIMILAR, default_limit(ls))
     elif len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], int) and not isinstance(args[1], bool):
-        uri, line, limit = args[0], args[1], 10
+        uri, line, limit = args[0], args[1], default_limit(ls)
         if line < 0:
             raise JsonRpcInvalidParams(f"invalid arguments for {CMD_FIND_SIMILAR}: line must be >= 0")
     else:

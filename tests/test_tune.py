@@ -146,6 +146,8 @@ def test_strip_doc_removes_only_the_docstring() -> None:
     assert "One line" not in strip_doc(one, "One line.", "python") and "x = 1" in strip_doc(one, "", "python")
     rust = "/// Adds one.\n/// More.\n#[inline]\nfn add(x: i32) -> i32 { x + 1 }"
     assert strip_doc(rust, "Adds one.\nMore.", "rust").startswith("#[inline]")
+    js = "/** Parse a value. */\nfunction parseValue(t) { return t; }"
+    assert strip_doc(js, "Parse a value.", "javascript") == "function parseValue(t) { return t; }"
 
 
 def test_configs_load() -> None:

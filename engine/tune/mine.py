@@ -161,16 +161,18 @@ def strip_doc(text: str, doc: str, language: str) -> str:
         if m and m.start() < 400:
             return text[: m.start()] + text[m.end():]
         return text
-    if doc and doc in text:
-        return text.replace(doc, "", 1)
-    # leading comment block (///, /** */, //, #) before the signature
+    if not doc:
+        return text
+    # a leading comment block (///, /** */, //, #) before the signature
     lines = text.split("\n")
     i = 0
     while i < len(lines) and (not lines[i].strip() or _COMMENT_PREFIX.match(lines[i])
                               and not re.match(r"^\s*#\s*\[", lines[i])):
         i += 1
-    if i and doc:
+    if i:
         return "\n".join(lines[i:])
+    if doc in text:  # a doc string inside the body (Elixir @doc, Julia, ...)
+        return text.replace(doc, "", 1)
     return text
 
 
