@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tuned models and eval indexes made by tests (and by the servers they start) go to a temp dir, not the user cache.
+os.environ.setdefault("SG_CACHE_DIR", tempfile.mkdtemp(prefix="sg-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = (REPO.parent / "shared" / "bench").resolve()
