@@ -6,6 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+BENCH = (Path(__file__).resolve().parents[2] / "shared" / "bench").resolve()  # ../shared/bench from the project
+SPECS = {
+    "cosqa": "cosqa/dev.json", "java-cs": "java-cs/dev.json", "clones": "clones/dev.json", "ja": "ja/dev.json",
+    "ja-mixed": "ja/mixed-dev.json", "repo-click": "repo-click/dev.json", "repo-pytest": "repo-pytest/dev.json",
+}
+
 
 @dataclass(frozen=True)
 class Query:
@@ -68,3 +74,21 @@ def metrics(ranked: list[list[str]], relevant: list[frozenset[str]], k: int = 10
     if n == 0:
         return {"P@1": 0.0, "MRR@10": 0.0, "R@10": 0.0, "n": 0}
     return {"P@1": p1 / n, f"MRR@{k}": mrr / n, f"R@{k}": rec / n, "n": n}
+
+
+def corpus_chunks(corpus: Path) -> list:
+    """sg's chunks of every indexable file under `corpus` (discovery and chunking exactly as `sg index` does)."""
+    from engine import chunk as chunking
+    from engine import discover
+    from engine.records import Skip
+    from engine.settings import load_settings
+
+    settings = load_settings(None)
+    chunks = []
+    for entry in discover.walk(corpus, settings.index):
+        if isinstance(entry, Skip):
+            continue
+        text = discover.read_text(entry, settings.index)
+        if not isinstance(text, Skip):
+            chunks.extend(chunking.chunk_file(entry.path, text, settings.index))
+    return chunks

@@ -18,22 +18,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._spec import BENCH  # noqa: E402
+from engine.embed.registry import load_embedders  # noqa: E402
 from engine.eval import run_eval  # noqa: E402
+from engine.search import Engine  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 
 DEFAULT_SPECS = ["repo-click/dev.json", "repo-pytest/dev.json", "clones/dev.json", "cosqa/dev.json"]
-BENCH = Path("/work/shared/bench")
 OUT = Path(__file__).resolve().parent / "results" / "default_adapter.json"
 
 
-def run(spec: Path, variant: str, mode: str, threads: int) -> dict:
+def run(spec: Path, variant: str, mode: str, threads: int, adapter: Path | None = None) -> dict:
     overrides = {"models": {"default_adapter": variant == "adapter", "threads": threads}}
     settings = load_settings(None, overrides)
     base = Path(os.environ.get("SG_CACHE_DIR") or Path.home() / ".cache" / "sg") / "bench-default-adapter"
     index_dir = base / variant / f"{spec.parent.name}-{spec.stem}"
+
+    def engine(root, st):  # the adapter under test instead of the shipped one
+        return Engine(root, st, embedders=load_embedders(st.models, adapter_dir=adapter))
+
     t0 = time.perf_counter()
-    res = run_eval(spec, mode=mode, settings=settings, index_dir=index_dir)
-    out = res.as_dict() | {"variant": variant, "spec": str(spec), "wall_seconds": round(time.perf_counter() - t0, 1)}
+    res = run_eval(spec, mode=mode, settings=settings, index_dir=index_dir,
+                   engine_factory=engine if adapter is not None and variant == "adapter" else None)
+    out = res.as_dict() | {"variant": variant, "spec": str(spec), "wall_seconds": round(time.perf_counter() - t0, 1),
+                            "adapter": str(adapter or "shipped") if variant == "adapter" else ""}
     print(json.dumps(out), flush=True)
     return out
 
@@ -44,12 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", choices=("plain", "adapter", "both"), default="both")
     ap.add_argument("--mode", default="hybrid")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--adapter", type=Path, help="an adapter dir to test instead of engine/embed/adapters/minilm-code")
     args = ap.parse_args(argv)
     specs = [Path(s) for s in args.specs] or [BENCH / s for s in DEFAULT_SPECS]
     variants = ("plain", "adapter") if args.variant == "both" else (args.variant,)
     for spec in specs:
         for variant in variants:
-            r = run(spec.resolve(), variant, args.mode, args.threads)
+            r = run(spec.resolve(), variant, args.mode, args.threads, args.adapter)
             # re-read just before writing: several runs (one per variant) may share the file
             results = json.loads(OUT.read_text()) if OUT.is_file() else {}
             results[f"{r['name']}|{args.mode}|{variant}"] = r

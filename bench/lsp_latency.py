@@ -16,73 +16,21 @@ import argparse
 import json
 import os
 import platform
-import queue
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "bench" / "reliability"))
 
-from _spec import load_spec  # noqa: E402
+from bench._spec import BENCH, load_spec  # noqa: E402
+from rellib import Raw  # noqa: E402
 
 from engine.search import Engine  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
-
-
-class StdioClient:
-    """Minimal LSP client: Content-Length framing over the server's stdin/stdout."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str]):
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=env)
-        self.inbox: queue.Queue = queue.Queue()
-        self.ids = iter(range(1, 1 << 30))
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        while True:
-            length = None
-            while True:
-                line = out.readline()
-                if not line:
-                    self.inbox.put(None)
-                    return
-                if not line.strip():
-                    break
-                key, _, value = line.partition(b":")
-                if key.strip().lower() == b"content-length":
-                    length = int(value)
-            self.inbox.put(json.loads(out.read(length)))
-
-    def _send(self, msg: dict) -> None:
-        body = json.dumps({"jsonrpc": "2.0", **msg}).encode()
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        self.proc.stdin.flush()
-
-    def notify(self, method: str, params: object = None) -> None:
-        self._send({"method": method, "params": params})
-
-    def request(self, method: str, params: object = None, timeout: float = 600) -> object:
-        msg_id = next(self.ids)
-        self._send({"id": msg_id, "method": method, "params": params})
-        end = time.monotonic() + timeout
-        while True:
-            msg = self.inbox.get(timeout=max(0.01, end - time.monotonic()))
-            if msg is None:
-                raise RuntimeError("the server exited")
-            if msg.get("id") == msg_id and "method" not in msg:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result")
-            if "method" in msg and "id" in msg:  # a request from the server: answer null
-                self._send({"id": msg["id"], "result": None})
 
 
 def pct(values: list[float], q: float) -> float:
@@ -97,7 +45,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--spec", default="/work/shared/bench/cosqa/dev.json")
+    ap.add_argument("--spec", default=str(BENCH / "cosqa" / "dev.json"))
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--mode", default="hybrid", choices=["hybrid", "semantic", "lexical"])
@@ -126,18 +74,21 @@ def main() -> None:
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
     # 2. The language server over stdio on the same index (the in-process engine stays open: both only read).
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    client = StdioClient([sys.executable, "-m", "sg_lsp", "--stdio"], env)
+    client = Raw()
+
+    def request(method: str, params: dict) -> dict:
+        msg = client.call(method, params, timeout=600)
+        if "error" in msg:
+            raise RuntimeError(f"{method}: {msg['error']}")
+        return msg["result"]
+
     t0 = time.perf_counter()
-    client.request("initialize", {"processId": os.getpid(), "rootUri": spec.corpus.as_uri(), "capabilities": {},
-                                  "initializationOptions": overrides})
-    client.notify("initialized", {})
-    while client.request("sg/status")["state"] != "ready":
-        time.sleep(0.1)
+    client.initialize(spec.corpus, overrides)
+    client.wait_ready(timeout=600)
     ready_s = time.perf_counter() - t0
     for q in queries[:5]:
         eng.search(q, k=args.k, mode=args.mode)
-        client.request("sg/search", {"query": q, "limit": args.k, "mode": args.mode})
+        request("sg/search", {"query": q, "limit": args.k, "mode": args.mode})
 
     # 3. Interleaved timing: the same query in-process, then through the server.
     engine_ms, server_ms, round_trip_ms = [], [], []
@@ -147,15 +98,13 @@ def main() -> None:
         mine = eng.search(q, k=args.k, mode=args.mode)
         engine_ms.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
-        res = client.request("sg/search", {"query": q, "limit": args.k, "mode": args.mode})
+        res = request("sg/search", {"query": q, "limit": args.k, "mode": args.mode})
         round_trip_ms.append((time.perf_counter() - t) * 1000)
         server_ms.append(res["elapsedMs"])
         same_top += bool(mine.hits and res["results"] and res["results"][0]["path"] == mine.hits[0].path)
     models = eng.model_names()
     eng.close()
-    client.request("shutdown")
-    client.notify("exit")
-    client.proc.wait(30)
+    client.shutdown(timeout=30)
 
     rows = {"engine (in-process Engine.search)": summary(engine_ms),
             "server (sg/search elapsedMs)": summary(server_ms),

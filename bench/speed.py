@@ -17,10 +17,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.search import Engine  # noqa: E402
+from engine.search import Engine, render_for_embedding  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 
 DEFAULT_QUERIES = ["read a json file", "retry with exponential backoff", "parse command line arguments",
@@ -41,11 +42,12 @@ def main() -> int:
     ap.add_argument("--queries", help="an eval spec whose queries to time (default: a fixed list)")
     ap.add_argument("--n", type=int, default=200, help="number of timed searches")
     ap.add_argument("--index-dir", help="reuse an index (default: a fresh temp dir)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for the encoder (0: torch's default)")
     ap.add_argument("--modes", nargs="*", default=["lexical", "semantic", "hybrid"])
     args = ap.parse_args()
     name = args.name or Path(args.corpus).name
     index_dir = Path(args.index_dir or tempfile.mkdtemp(prefix="sg-speed-"))
-    settings = load_settings(None, {"index": {"index_dir": str(index_dir)}})
+    settings = load_settings(None, {"index": {"index_dir": str(index_dir)}, "models": {"threads": args.threads}})
     eng = Engine(args.corpus, settings)
     out: dict = {"corpus": str(Path(args.corpus).resolve()), "index_dir": str(index_dir)}
 
@@ -88,8 +90,15 @@ def main() -> int:
     con = eng.store._con()
     vec_bytes = con.execute("SELECT COALESCE(SUM(LENGTH(vec)), 0) + COALESCE(SUM(LENGTH(tokens)), 0) "
                             "FROM vectors").fetchone()[0]
-    out.update(store_bytes=db, ann_bytes=ann, vector_bytes=vec_bytes,
+    tokens = 0
+    if sp is not None:  # model tokens of every chunk as embedded (rendered, truncated): the per-token size
+        rows = [SimpleNamespace(path=p, symbol=sym, text=t)
+                for p, sym, t in con.execute("SELECT path, symbol, text FROM chunks")]
+        for start in range(0, len(rows), 2000):
+            tokens += sum(sp.embedder.count_tokens([render_for_embedding(r) for r in rows[start:start + 2000]]))
+    out.update(store_bytes=db, ann_bytes=ann, vector_bytes=vec_bytes, tokens=tokens,
                bytes_per_chunk=(db + ann) / max(out["chunks"], 1),
+               bytes_per_token=(db + ann) / max(tokens, 1) if tokens else None,
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     eng.close()
     res_dir = Path(__file__).resolve().parent / "results"

@@ -20,13 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._spec import BENCH  # noqa: E402
 from engine.eval import load_spec, run_eval  # noqa: E402
 from engine.search import Engine  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 from engine.tune import run_tune  # noqa: E402
 from engine.tune.mine import read_jsonl  # noqa: E402
 
-BENCH = (ROOT.parent / "shared" / "bench").resolve()
 DEFAULT_SPECS = [BENCH / "repo-pytest" / "dev.json", BENCH / "repo-click" / "dev.json"]
 
 

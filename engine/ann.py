@@ -270,6 +270,25 @@ class AnnIndex:
             except RuntimeError as exc:
                 raise KeyError(str(exc)) from None
 
+    def lookup(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(found ids, their vectors) for the live ids among `ids`; unknown and deleted ids are left out."""
+        ids = [i for i in _as_ids(ids).tolist() if i not in self._deleted]
+        with self._lock:
+            try:
+                return np.asarray(ids, np.int64), self.vectors(ids)
+            except KeyError:
+                pass
+            found, vecs = [], []
+            for i in ids:
+                try:
+                    vecs.append(self._index.get_items([i], return_type="numpy")[0])
+                    found.append(i)
+                except RuntimeError:
+                    continue
+        if not found:
+            return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32)
+        return np.asarray(found, np.int64), np.asarray(vecs, np.float32)
+
     def compact(self) -> "AnnIndex":
         """A rebuilt index of the live vectors (same parameters), without the deleted slots."""
         with self._lock:

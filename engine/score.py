@@ -12,6 +12,8 @@ from typing import Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from .tokenize import tokenize_path, tokenize_symbol
+
 # MaxSim ------------------------------------------------------------------------------------------------------------
 
 
@@ -258,23 +260,48 @@ def name_boost(query_tokens: Sequence[str], path_tokens: Sequence[str] | str,
     "client_pool"). Query tokens and symbols are split into words (camelCase, snake_case, dots); a query
     word of 5+ letters also matches words it is a prefix of ("token" ~ "tokenizer").
     """
-    terms = []
+    stem_words, dir_words = _split_path(path_tokens)
+    for sym in symbol_tokens:
+        stem_words.update(split_identifier(sym))
+    return _name_share(name_terms(query_tokens), stem_words, dir_words)
+
+
+def name_terms(query_tokens: Sequence[str]) -> tuple[str, ...]:
+    """The distinct query words a name boost looks for (stop words dropped)."""
+    terms: list[str] = []
     for token in query_tokens:
         for word in split_identifier(token):
             if word not in STOP_WORDS and word not in terms:
                 terms.append(word)
+    return tuple(terms)
+
+
+def _name_share(terms: Sequence[str], stem_words: set[str] | frozenset[str],
+                dir_words: set[str] | frozenset[str]) -> float:
     if not terms:
         return 0.0
-    stem_words, dir_words = _split_path(path_tokens)
-    for sym in symbol_tokens:
-        stem_words.update(split_identifier(sym))
     score = 0.0
     for term in terms:
-        if any(_terms_match(term, w) for w in stem_words):
+        if term in stem_words or any(_terms_match(term, w) for w in stem_words):
             score += 1.0
-        elif any(_terms_match(term, w) for w in dir_words):
+        elif term in dir_words or any(_terms_match(term, w) for w in dir_words):
             score += 0.5
     return score / len(terms)
+
+
+def chunk_name_boost(terms: tuple[str, ...], path: str, symbol: str) -> float:
+    """name_boost of a chunk for pre-split query `terms` (name_terms), as search ranks it: the chunk's name
+    words come from the tokenizer's path and symbol tokens and are cached, since the same files recur in
+    every search."""
+    return _name_share(terms, *_chunk_name_words(path, symbol))
+
+
+@functools.lru_cache(maxsize=65536)
+def _chunk_name_words(path: str, symbol: str) -> tuple[frozenset[str], frozenset[str]]:
+    stem_words, dir_words = _split_path(tokenize_path(path))
+    for sym in tokenize_symbol(symbol):
+        stem_words.update(split_identifier(sym))
+    return frozenset(stem_words), frozenset(dir_words)
 
 
 # tests -------------------------------------------------------------------------------------------------------------
@@ -297,6 +324,7 @@ _TEST_FILE = re.compile(
 _TEST_CLASS = re.compile(r"^(Test[A-Z0-9_]\w*|\w+Tests?)$")
 
 
+@functools.lru_cache(maxsize=65536)
 def is_test_path(path: str, symbol: str = "") -> bool:
     """True for test code: a test directory (tests/, __tests__/, src/test/...), a test file name (test_*.py,
     *_test.go, *.spec.ts, FooTest.java, ...), or a test method in a test class ("TestParser.test_empty").

@@ -591,14 +591,15 @@ class Engine:
         else:
             fused = score.fuse_linear(components, comp_weights)
         wants_tests = score.query_mentions_tests(query_text) if not doc_query else True
+        terms = score.name_terms(q_tokens) if name_boost and s.name_boost > 0 else ()
         hits: list[Hit] = []
         for cid, fz in fused.items():
             row = rows.get(cid)
             if row is None:
                 continue
             total, parts = fz.score, dict(fz.parts)
-            if name_boost and s.name_boost > 0:
-                nb = score.name_boost(q_tokens, tokenize.tokenize_path(row.path), tokenize.tokenize_symbol(row.symbol))
+            if terms:
+                nb = score.chunk_name_boost(terms, row.path, row.symbol)
                 if nb:
                     parts["name"] = s.name_boost * nb
                     total += s.name_boost * nb
@@ -658,7 +659,10 @@ class Engine:
                 sp = next(s for s in self.spaces.values() if f"sem:{s.embedder.name}" == key)
                 if sp.embedder.multi_vector:
                     continue  # MaxSim for off-list candidates would need their tokens: left at 0
-                ids, vecs = self._live_vectors(sp, missing)
+                with sp.lock:  # the ANN holds every live pooled vector in memory: no store round trip
+                    if sp.ann is None:
+                        continue
+                    ids, vecs = sp.ann.lookup(missing)
                 if len(ids):
                     comp.update({int(i): float(v) for i, v in zip(ids, vecs @ qvecs[sp.name])})
 

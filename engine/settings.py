@@ -10,6 +10,8 @@ from typing import Any
 
 from .errors import ConfigError
 
+PRECISIONS = ("fp32", "int8", "bf16", "auto")
+
 DEFAULT_EXCLUDES = (
     ".git/", ".hg/", ".svn/", ".sg/", "node_modules/", ".venv/", "venv/", "env/", ".env/", "__pycache__/",
     ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/", "build/", "dist/", "target/",
@@ -31,6 +33,7 @@ class ModelSettings:
     enabled: bool = True  # False: lexical search only
     threads: int = 0  # 0: torch default capped at the core count
     batch_size: int = 32
+    precision: str = "auto"  # auto | fp32 | int8 | bf16: the encoder's arithmetic (embed/transformer.py set_precision)
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Settings:
             raise ConfigError(f"search.mode must be hybrid, semantic or lexical, not {self.search.mode!r}")
         if self.search.fusion not in ("linear", "rrf"):
             raise ConfigError(f"search.fusion must be linear or rrf, not {self.search.fusion!r}")
+        if self.models.precision not in PRECISIONS:
+            raise ConfigError(f"models.precision must be one of {', '.join(PRECISIONS)}, not {self.models.precision!r}")
         if self.index.token_codec not in ("fp32", "fp16", "int8", "pq"):
             raise ConfigError(f"index.token_codec must be fp32, fp16, int8 or pq, not {self.index.token_codec!r}")
         if not 1 <= self.index.max_file_bytes <= 1 << 30:
@@ -119,27 +124,66 @@ def _merge(obj: Any, data: dict[str, Any], where: str, problems: list[str]) -> N
 
 
 def load_settings(workspace: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                  problems: list[str] | None = None) -> Settings:
+                  problems: list[str] | None = None, *, lenient: bool = False) -> Settings:
     """Defaults, then `<workspace>/.sg.toml`, then `overrides` (LSP initializationOptions or CLI flags).
 
     Unknown keys and wrong types fall back to the default and are reported in `problems`, so a typo never
-    stops the editor; values that are the right type but out of range raise ConfigError.
+    stops the editor; values that are the right type but out of range raise ConfigError, or with `lenient`
+    (the language server) are reported and left out one by one, so one bad value does not throw away the rest
+    (a stray `index.max_file_bytes = 0` must not turn models back on that the user turned off).
     """
     problems = problems if problems is not None else []
-    settings = Settings()
+    layers: list[dict[str, Any]] = []
     if workspace is not None:
         path = Path(workspace) / ".sg.toml"
         if path.is_file():
             try:
-                _merge(settings, tomllib.loads(path.read_text(encoding="utf-8")), "", problems)
+                layers.append(tomllib.loads(path.read_text(encoding="utf-8")))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
                 problems.append(f"{path}: {exc}; using defaults")
     if overrides:
-        _merge(settings, overrides, "", problems)
-    if workspace is not None:  # relative paths in settings are relative to the workspace, not the cwd
-        base = Path(workspace).expanduser()
-        for obj, name in ((settings.models, "model_path"), (settings.index, "index_dir")):
-            value = getattr(obj, name)
-            if value and not Path(value).expanduser().is_absolute():
-                setattr(obj, name, str((base / Path(value).expanduser()).resolve()))
-    return settings.validate()
+        layers.append(overrides)
+    settings = Settings()
+    for layer in layers:
+        _merge(settings, layer, "", problems)
+    _resolve_paths(settings, workspace)
+    try:
+        return settings.validate()
+    except ConfigError:
+        if not lenient:
+            raise
+    settings = Settings()
+    for layer in layers:
+        for leaf in _leaves(layer):
+            trial = dataclasses.replace(settings, models=dataclasses.replace(settings.models),
+                                        index=dataclasses.replace(settings.index),
+                                        search=dataclasses.replace(settings.search))
+            _merge(trial, leaf, "", [])
+            try:
+                settings = trial.validate()
+            except ConfigError as exc:
+                problems.append(f"{exc}; ignored")
+    _resolve_paths(settings, workspace)
+    return settings
+
+
+def _leaves(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """{"a": {"b": 1, "c": 2}} -> [{"a": {"b": 1}}, {"a": {"c": 2}}]: one override per setting."""
+    out: list[dict[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out += [{key: leaf} for leaf in _leaves(value)]
+        else:
+            out.append({key: value})
+    return out
+
+
+def _resolve_paths(settings: Settings, workspace: str | Path | None) -> None:
+    """Relative paths in settings are relative to the workspace, not the current directory."""
+    if workspace is None:
+        return
+    base = Path(workspace).expanduser()
+    for obj, name in ((settings.models, "model_path"), (settings.index, "index_dir")):
+        value = getattr(obj, name)
+        if value and not Path(value).expanduser().is_absolute():
+            setattr(obj, name, str((base / Path(value).expanduser()).resolve()))

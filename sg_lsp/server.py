@@ -721,6 +721,7 @@ class SgLanguageServer(LanguageServer):
         self.watch: FileWatch | None = None
         self.progress_cancellers: dict[Any, Callable[[], None]] = {}
         self.jobs: dict[str, Job] = {}
+        self.tuned: dict[Path, str] = {}  # folder root -> model dir made by sg/tune, used until the server exits
         self._job_ids = itertools.count(1)
         self._told: dict[str, float] = {}
         self._startup_messages: list[tuple[types.MessageType, str]] = []
@@ -813,18 +814,18 @@ class SgLanguageServer(LanguageServer):
     # -- settings and folders ----------------------------------------------------------------------------------------
     def resolve_settings(self, root: Path, name: str) -> Settings:
         problems: list[str] = []
-        try:
-            settings = load_settings(root, self.overrides, problems)
-        except ConfigError as exc:
-            self.queue_message(types.MessageType.Error, f"sg ({name}): {exc}; using the defaults")
-            problems = []
-            try:
-                settings = load_settings(root, None, problems)
-            except ConfigError:
-                settings = Settings()
+        settings = load_settings(root, self.overrides, problems, lenient=True)
         for p in problems:
             self.queue_message(types.MessageType.Warning, f"sg ({name}): {p}")
+        tuned = self.tuned.get(root.resolve())
+        if tuned:
+            settings = dataclasses.replace(settings, models=dataclasses.replace(settings.models, model_path=tuned))
         return settings
+
+    def use_tuned(self, folder: "Folder", model_dir: str) -> None:
+        """Serve `folder` with a model made by sg/tune: its settings change, so the folder re-opens and re-embeds."""
+        self.tuned[folder.root] = model_dir
+        self.apply_settings()
 
     def queue_message(self, kind: types.MessageType, text: str) -> None:
         if self._startup_messages is not None and not self.writer.is_alive():
@@ -1554,6 +1555,7 @@ async def sg_tune(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
     out_dir = _opt(p, "outDir", str, TUNE)
     folder_uri = _opt(p, "folder", str, TUNE)
     extra = {"dry_run": True} if _opt(p, "dryRun", bool, TUNE, False) else {}  # mine pairs only
+    apply = _opt(p, "apply", bool, TUNE)  # None: use the tuned model if it did not get worse on held-out pairs
     try:
         from engine.tune import run_tune
     except ImportError:
@@ -1569,13 +1571,29 @@ async def sg_tune(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
         raise JsonRpcException(f"a tuning job is already running ({running[0].id})", code=REQUEST_FAILED)
     job = Job(id=f"tune-{next(ls._job_ids)}", kind="tune", folder=folder.uri)
     ls.jobs[job.id] = job
-    threading.Thread(target=_run_tune_job, args=(ls, job, folder, run_tune, config_path, out_dir, extra),
+    threading.Thread(target=_run_tune_job, args=(ls, job, folder, run_tune, config_path, out_dir, extra, apply),
                      name=f"sg-{job.id}", daemon=True).start()
     return {"jobId": job.id}
 
 
+def _apply_tuned(ls: SgLanguageServer, folder: Folder, report: Any, apply: bool | None) -> tuple[bool, str]:
+    """Switch the folder to the tuned model when asked (apply true), or by default when its held-out MRR@10 did
+    not drop: (switched, the sentence to add to the user's message)."""
+    where = getattr(report, "out_dir", "")
+    if not where or apply is False or getattr(report, "stopped", "") in ("dry-run", "eval-only"):
+        return False, ""
+    before = (getattr(report, "before", None) or {}).get("MRR@10")
+    after = (getattr(report, "after", None) or {}).get("MRR@10")
+    measured = f" (held-out MRR@10 {before:.3f} -> {after:.3f})" if before is not None and after is not None else ""
+    if apply is None and (before is None or after is None or after < before):
+        return False, f"; not switched to it{measured or ' (not measured)'}: set models.model_path to use it"
+    ls.use_tuned(folder, where)
+    return True, (f"; {folder.name} now searches with it{measured} and is re-indexing. To keep it after a restart "
+                  f"set models.model_path = \"{where}\" in .sg.toml")
+
+
 def _run_tune_job(ls: SgLanguageServer, job: Job, folder: Folder, run_tune: Callable[..., Any],
-                  config_path: str | None, out_dir: str | None, extra: dict[str, Any]) -> None:
+                  config_path: str | None, out_dir: str | None, extra: dict[str, Any], apply: bool | None) -> None:
     prog = WorkProgress(ls, f"sg: tuning on {folder.name}", on_cancel=job.cancel.set)
     prog.begin("starting")
 
@@ -1592,13 +1610,17 @@ def _run_tune_job(ls: SgLanguageServer, job: Job, folder: Folder, run_tune: Call
         with folder.use(wait=60) as eng:
             report = run_tune(eng, config_path=config_path, out_dir=out_dir, progress=progress, cancel=job.cancel,
                               **extra)
-        job.result = _jsonable(report)
-        job.state = "cancelled" if job.cancel.is_set() or getattr(report, "cancelled", False) else "done"
+        result = _jsonable(report)
+        state = "cancelled" if job.cancel.is_set() or getattr(report, "cancelled", False) else "done"
+        said = ""
+        if state == "done":
+            result["applied"], said = _apply_tuned(ls, folder, report, apply)
+        job.result, job.state = result, state
         where = getattr(report, "out_dir", "")
-        job.message = "cancelled" if job.state == "cancelled" else f"done: {where}" if where else "done"
+        job.message = "cancelled" if state == "cancelled" else f"done: {where}" if where else "done"
         prog.end(job.message)
-        if job.state == "done":
-            ls.tell_user(types.MessageType.Info, f"sg: tuning finished ({job.id}): {where or 'see sg/status'}")
+        if state == "done":
+            ls.tell_user(types.MessageType.Info, f"sg: tuning finished ({job.id}): {where or 'see sg/status'}{said}")
     except Exception as exc:
         logger.exception("tuning failed")
         job.state, job.error = "failed", str(exc) or repr(exc)

@@ -425,3 +425,14 @@ def test_save_of_empty_index(tmp_path):
     loaded = AnnIndex.load(tmp_path / "e.hnsw", 0, 8)
     assert loaded is not None and len(loaded) == 0
     assert loaded.search(np.ones(8, np.float32), 4)[0].size == 0
+
+
+def test_lookup_returns_live_vectors_and_skips_unknown_and_deleted():
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(20, 8)).astype(np.float32)
+    idx = AnnIndex.build(8, np.arange(20), vecs)
+    idx.remove([4])
+    found, got = idx.lookup([1, 4, 99, 7])  # 4 is deleted, 99 never existed
+    assert found.tolist() == [1, 7]
+    np.testing.assert_allclose(got, vecs[[1, 7]] / np.linalg.norm(vecs[[1, 7]], axis=1, keepdims=True), atol=1e-6)
+    assert idx.lookup([])[0].size == 0 and idx.lookup([99])[1].shape == (0, 8)

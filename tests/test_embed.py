@@ -251,7 +251,8 @@ def empty_hub(tmp_path, monkeypatch) -> Path:
 
 
 def settings_(**kw) -> ModelSettings:
-    return ModelSettings(threads=1, **kw)  # the machine is shared: one torch thread in tests
+    # the machine is shared: one torch thread in tests; fp32 unless a test asks, so vectors compare exactly
+    return ModelSettings(**{"threads": 1, "precision": "fp32", **kw})
 
 
 def _make(path_or_name: str, **kw) -> TransformerEmbedder:
@@ -652,3 +653,21 @@ def test_minilm_beats_bm25_on_a_cosqa_slice(minilm):
     lexical = mrr(ids)
     print(f"MRR@10 on {len(texts)} queries / {len(names)} functions: MiniLM {semantic:.3f}, BM25 {lexical:.3f}")
     assert semantic > lexical
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_precision_is_a_separate_space_close_to_fp32(tiny, empty_hub, precision):
+    """models.precision changes the arithmetic, so it changes the identity (vectors never mix) but not much else."""
+    fp32, _ = load_embedders(settings_(model_path=str(tiny["st"])))
+    other, reports = load_embedders(settings_(model_path=str(tiny["st"]), precision=precision))
+    assert other["code"].ident != fp32["code"].ident and f"{precision} arithmetic" in reports[0].note
+    a, b = fp32["code"].embed_documents(TEXTS), other["code"].embed_documents(TEXTS)
+    assert a.dtype == b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-3)
+    assert (a * b).sum(1).min() > 0.97
+
+
+def test_auto_precision_follows_the_cpu():
+    from engine.embed.transformer import cpu_has_bf16, resolve_precision
+
+    assert resolve_precision("auto") == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("int8") == "int8" and resolve_precision("fp32") == "fp32"

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Union
@@ -22,7 +19,8 @@ from pygls.protocol import JsonRPCResponseMessage
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER = [sys.executable, "-m", "sg_lsp", "--stdio"]
+sys.path.insert(0, str(ROOT / "bench" / "reliability"))
+from rellib import SERVER, Raw  # noqa: E402  (the raw JSON-RPC client the reliability benches use)
 LEXICAL = {"models": {"enabled": False}}
 pytestmark = pytest.mark.timeout(120)
 
@@ -513,6 +511,15 @@ async def test_settings_changes_apply(tmp_path: Path):
         while not any("max_results" in m.message for m in client.messages):
             assert time.monotonic() < end
             await asyncio.sleep(0.05)
+        # An out-of-range value is left out alone: the rest (models off) still holds.
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={**LEXICAL, "index": {"max_file_bytes": 0}}))
+        end = time.monotonic() + 5
+        while not any("max_file_bytes must be" in m.message for m in client.messages):
+            assert time.monotonic() < end
+            await asyncio.sleep(0.05)
+        status = await wait_ready(client)
+        assert not any(f.get("modelsLoaded") for f in status["folders"]), status
     finally:
         await stop(client)
 
@@ -561,77 +568,53 @@ async def test_tune_request(tmp_path: Path):
         await stop(client)
 
 
+@pytest.mark.asyncio
+async def test_tune_switches_the_workspace_to_the_tuned_model(tmp_path: Path):
+    pytest.importorskip("peft")
+    from test_tune import build_tiny_model, tiny_config, toy_files
+
+    root = tmp_path / "toyproj"
+    for rel, text in toy_files().items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    tiny = build_tiny_model(tmp_path / "tiny", list(toy_files().values()))
+    client = await start(config(), root, {"models": {"model_path": str(tiny)},
+                                          "index": {"index_dir": str(tmp_path / "idx")}})
+    try:
+        assert str(tiny) in str((await wait_ready(client, 60))["models"])
+        res = await request(client, "sg/tune", {"configPath": tiny_config(tmp_path, tiny), "apply": True})
+        end = time.monotonic() + 120
+        while (job := (await request(client, "sg/status"))["jobs"][0])["state"] == "running":
+            assert time.monotonic() < end, job
+            await asyncio.sleep(0.2)
+        assert job["id"] == res["jobId"] and job["state"] == "done" and job["result"]["applied"] is True, job
+        tuned = job["result"]["out_dir"]
+        end = time.monotonic() + 60
+        while tuned not in str((status := await request(client, "sg/status"))["models"]) \
+                or status["state"] != "ready":
+            assert time.monotonic() < end, status
+            await asyncio.sleep(0.2)
+        found = await search(client, "compute the checksum", mode="semantic")
+        assert found["results"] and tuned in str(found["models"])
+        assert any("now searches with it" in m.message for m in client.messages)
+    finally:
+        await stop(client)
+
+
 # -- raw JSON-RPC: malformed messages and the lifecycle ---------------------------------------------------------
-class RawServer:
-    """The server process with hand-framed messages, to send what a well-behaved client library would not."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.inbox: queue.Queue = queue.Queue()
-        self.answered: set[str] = set()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        while True:
-            length = None
-            while True:
-                line = out.readline()
-                if not line:
-                    self.inbox.put(None)
-                    return
-                if not line.strip():
-                    break
-                key, _, value = line.partition(b":")
-                if key.strip().lower() == b"content-length":
-                    length = int(value)
-            self.inbox.put(json.loads(out.read(length)))
-
-    def send_bytes(self, body: bytes) -> None:
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        self.proc.stdin.flush()
-
-    def send(self, message: dict) -> None:
-        self.send_bytes(json.dumps({"jsonrpc": "2.0", **message}).encode())
-
-    def responses(self, ids: set, timeout: float = 10.0) -> dict:
-        """Collect messages until every id in `ids` is answered; fail on a second answer to any id."""
-        got: dict = {}
-        want = {json.dumps(i) for i in ids}
-        end = time.monotonic() + timeout
-        while set(got) != want:
-            msg = self.inbox.get(timeout=max(0.01, end - time.monotonic()))
-            assert msg is not None, f"server closed the pipe; answered so far: {got}"
-            if "method" in msg:
-                continue  # a notification or request from the server
-            key = json.dumps(msg.get("id"))
-            assert key not in got and (key == "null" or key not in self.answered), f"two responses for id {key}"
-            got[key] = msg
-            self.answered.add(key)
-        return {json.loads(k): v for k, v in got.items()}
-
-    def close(self) -> int:
-        try:
-            return self.proc.wait(10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
 def test_raw_jsonrpc_errors_and_lifecycle(tmp_path: Path):
     root = write_workspace(tmp_path)
-    srv = RawServer()
+    srv = Raw()
     try:
         srv.send({"id": 1, "method": "workspace/symbol", "params": {"query": "x"}})
         srv.send({"method": "initialized", "params": {}})  # a notification before initialize: dropped
-        assert srv.responses({1})[1]["error"]["code"] == -32002
+        assert srv.take({1})[1]["error"]["code"] == -32002
         srv.send_bytes(b'{"jsonrpc": "2.0", "id": 2, "method": ')  # malformed JSON
-        assert srv.responses({None})[None]["error"]["code"] == -32700
+        assert srv.take({None})[None]["error"]["code"] == -32700
         srv.send({"id": 3, "method": "initialize", "params": {
             "processId": None, "rootUri": root.as_uri(), "capabilities": {},
             "initializationOptions": LEXICAL}})
-        init = srv.responses({3})[3]["result"]
+        init = srv.take({3})[3]["result"]
         assert init["capabilities"]["workspaceSymbolProvider"] and init["serverInfo"]["name"] == "sg-lsp"
         srv.send({"method": "initialized", "params": {}})
         srv.send({"id": 4, "method": "textDocument/codeAction", "params": {"textDocument": 5}})
@@ -647,7 +630,7 @@ def test_raw_jsonrpc_errors_and_lifecycle(tmp_path: Path):
         srv.send({"id": 12.5, "method": "sg/status"})
         srv.send({"id": 13, "method": "initialize", "params": {"capabilities": {}}})
         srv.send({"id": "s", "method": "sg/status"})
-        got = srv.responses({4, 5, 6, 7, 8, 9, 10, 11, None, 13, "s"})
+        got = srv.take({4, 5, 6, 7, 8, 9, 10, 11, None, 13, "s"})
         for i in (4, 5, 6, 7, 8, 9, 10):
             assert got[i]["error"]["code"] == -32602, got[i]
         assert "params.textDocument" in got[4]["error"]["message"]
@@ -657,10 +640,10 @@ def test_raw_jsonrpc_errors_and_lifecycle(tmp_path: Path):
         assert got[13]["error"]["code"] == -32600  # initialize twice
         assert got["s"]["result"]["state"] in ("indexing", "ready")
         srv.send({"id": 20, "method": "shutdown"})
-        assert srv.responses({20})[20]["result"] is None
+        assert srv.take({20})[20]["result"] is None
         srv.send({"id": 21, "method": "sg/search", "params": {"query": "x"}})
         srv.send({"method": "textDocument/didSave", "params": {"textDocument": {"uri": root.as_uri()}}})
-        assert srv.responses({21})[21]["error"]["code"] == -32600
+        assert srv.take({21})[21]["error"]["code"] == -32600
         srv.send({"method": "exit"})
         assert srv.close() == 0
     finally:
@@ -669,6 +652,6 @@ def test_raw_jsonrpc_errors_and_lifecycle(tmp_path: Path):
 
 
 def test_raw_exit_without_shutdown_exits_1():
-    srv = RawServer()
+    srv = Raw()
     srv.send({"method": "exit"})
     assert srv.close() == 1

@@ -225,3 +225,22 @@ def test_data_card(tmp_path):
     assert "broken" in text and "could not download" in text
     assert "click" in text and "networkx" in text  # the leakage rules are stated
     assert "- steps: 10" in text
+
+
+def test_web_query_rewrites_like_a_search_box():
+    import random
+
+    from engine.tune.public import web_query, web_style
+
+    assert "check if" in web_query("Return True if the path is a directory.", random.Random(0))
+    assert web_query("Fetches the page.", random.Random(0)).split()[0] in ("fetch", "python", "how")
+    for seed in range(20):
+        q = web_query("Parses a date string formatted like YYYY-MM-DD.", random.Random(seed))
+        assert q == q.lower() and not q.endswith(".") and "parse" in q.split()[:3] + q.split()[-3:]
+        assert len(q.split()) <= 14
+    assert "azuremaps" in web_query("AzureMaps geocoder based on TomTom.", random.Random(1))  # a name, not a verb
+    pairs = [Pair(f"Compute the checksum of block {i}.", "def f(): pass", key=f"k{i}") for i in range(50)]
+    a, b = web_style(pairs, 0.5, seed=0), web_style(pairs, 0.5, seed=0)
+    assert [p.query for p in a] == [p.query for p in b]  # deterministic for a seed
+    changed = sum(p.query != q.query for p, q in zip(a, pairs))
+    assert 10 < changed < 40 and web_style(pairs, 0.0, seed=0) == pairs

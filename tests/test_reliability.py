@@ -551,6 +551,17 @@ def test_limit_settings_are_range_checked(override: dict):
         load_settings(None, override)
 
 
+def test_lenient_settings_drop_only_the_bad_value():
+    """The server loads leniently: an out-of-range value is reported and left out, the rest still applies. It used
+    to fall back to every default, which turned models back on (the fuzzer's 'memory leak': MiniLM loading)."""
+    problems: list[str] = []
+    s = load_settings(None, {"models": {"enabled": False}, "index": {"max_file_bytes": 0},
+                             "search": {"mode": "bogus", "lexical_weight": 0.3}}, problems, lenient=True)
+    assert s.models.enabled is False and s.search.lexical_weight == 0.3
+    assert s.index.max_file_bytes == load_settings(None).index.max_file_bytes and s.search.mode == "hybrid"
+    assert len(problems) == 2 and all(p.endswith("; ignored") for p in problems)
+
+
 def test_cli_query_with_undecodable_bytes_is_refused_cleanly(tmp_path: Path):
     root, _ = small_workspace(tmp_path)
     eng = lexical_engine(root, tmp_path / "idx")

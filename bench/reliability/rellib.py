@@ -56,6 +56,8 @@ class Raw:
                                      env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
         self.inbox: queue.Queue = queue.Queue()
         self.responses: dict[str, list[dict]] = {}  # json(id) -> every response seen with that id
+        self.taken: set[str] = set()  # ids whose response `take` consumed
+        self.duplicates: list[dict] = []  # a response to an already-answered id (never valid for non-null ids)
         self.cond = threading.Condition()
         self.closed = False
         self.lock = threading.Lock()
@@ -84,7 +86,10 @@ class Raw:
                     self.send({"id": msg["id"], "result": None})
                 continue
             with self.cond:
-                self.responses.setdefault(json.dumps(msg.get("id")), []).append(msg)
+                key = json.dumps(msg.get("id"))
+                if key != "null" and (key in self.taken or self.responses.get(key)):
+                    self.duplicates.append(msg)
+                self.responses.setdefault(key, []).append(msg)
                 self.cond.notify_all()
 
     # -- sending -----------------------------------------------------------------------------------------------
@@ -125,6 +130,29 @@ class Raw:
                                          f"(server {'exited' if self.closed else 'alive'})")
                 self.cond.wait(min(left, 0.5))
             return {i: self.responses[k][0] for i, k in zip(ids, keys)}
+
+    def take(self, ids: set | list, timeout: float = 30.0) -> dict[Any, dict]:
+        """Like `wait`, but each response is consumed, so a later take of the same id (null, say) waits for a
+        new one; fails if any id was answered twice."""
+        ids = list(ids)
+        keys = [json.dumps(i) for i in ids]
+        end = time.monotonic() + timeout
+        with self.cond:
+            while not all(self.responses.get(k) for k in keys):
+                left = end - time.monotonic()
+                assert left > 0 and not self.closed, \
+                    f"no response for {[k for k in keys if not self.responses.get(k)]}; answered: {self.responses}"
+                self.cond.wait(min(left, 0.5))
+            assert not self.duplicates, f"two responses for one id: {self.duplicates}"
+            self.taken.update(keys)
+            return {i: self.responses[k].pop(0) for i, k in zip(ids, keys)}
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Wait for the process to exit by itself (after `exit`); its exit code."""
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
 
     def call(self, method: str, params: Any = None, timeout: float = 30.0) -> dict:
         msg_id = self.request(method, params)

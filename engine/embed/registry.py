@@ -7,6 +7,7 @@ embedder instance. Nothing heavy happens here: embedders load their weights on f
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +15,7 @@ from ..errors import ModelError
 from ..settings import ModelSettings
 from . import colbert, files, jina_code, sentence, unixcoder, xtr
 from .base import ROUTES, Embedder, ModelReport
-from .transformer import Recipe, TransformerEmbedder
+from .transformer import Recipe, TransformerEmbedder, resolve_precision
 
 # Hub models whose code must be trusted even before we can read their config (for a message that says so).
 _KNOWN_REMOTE_CODE = {colbert.NAME, jina_code.NAME}
@@ -76,6 +77,9 @@ class _Resolver:
         self.default_note = ""
 
     def _instance(self, recipe: Recipe) -> TransformerEmbedder:
+        precision = resolve_precision(self.settings.precision)
+        if precision != recipe.precision:
+            recipe = dataclasses.replace(recipe, precision=precision)
         emb = TransformerEmbedder(recipe, threads=self.settings.threads, batch_size=self.settings.batch_size)
         emb = self.by_ident.setdefault(emb.ident, emb)
         if self.eager:
@@ -115,6 +119,9 @@ class _Resolver:
 def _report(route: str, emb: Embedder | None, note: str) -> ModelReport:
     if emb is None:
         return ModelReport(route, None, "", 0, "lexical", note)
+    precision = getattr(getattr(emb, "recipe", None), "precision", "fp32")
+    if precision != "fp32":
+        note += f"; {precision} arithmetic (models.precision)"
     return ModelReport(route, emb.name, getattr(emb, "source", ""), emb.dim,
                        "multi" if emb.multi_vector else "single", note)
 

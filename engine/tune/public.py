@@ -63,6 +63,7 @@ class PublicConfig:
     max_pairs: int = 40000
     heldout: int = 300
     embed_render: str = "structured"
+    web_share: float = 0.0  # share of docstring queries rewritten the way people type searches (web_query)
     packages: list[PackageSpec] = field(default_factory=list)
     mining: MiningConfig = field(default_factory=MiningConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -486,6 +487,60 @@ def run_mine(cfg: PublicConfig, log: Callable[[str], None] = print) -> tuple[lis
 
 
 
+_ARTICLES = frozenset({"a", "an", "the"})
+_NOT_VERBS = frozenset("a an the this that these those it its like below above same base abstract helper internal "
+                       "constant default".split())
+_VERB_S = re.compile(r"^(?!(?:is|has|does|was|this|always|contains)$)([a-z]{3,}?)(?:e?s)$")
+
+
+def web_query(text: str, rng: random.Random, language: str = "python") -> str:
+    """A docstring sentence rewritten the way people type a code search ("Returns the MD5 of a file." ->
+    "python get md5 of file"): lower case, no final stop, an imperative first verb, articles often dropped,
+    the language named at either end or a "how to" in front, at most 12 words. Deterministic for `rng`."""
+    raw = re.sub(r"[.!:;]+$", "", " ".join(text.split())).replace('"', "").replace("'", "")
+    raw = re.sub(r"^(this|the) (function|method|helper|routine|utility)( (that|which))?\s+|^(a )?(function|method|helper|"
+                 r"utility) (to|that|which)\s+", "", raw, flags=re.I)
+    mixed_case = bool(re.match(r"\w+[A-Z]", raw))  # "AzureMaps geocoder": a name, not a verb
+    words = raw.lower().split()
+    if not words:
+        return text
+    if len(words) >= 3 and words[0] in ("return", "returns") and words[1] in ("true", "whether") \
+            and words[2] in ("if", "when", "whether"):
+        words = ["check", "if"] + words[3:]
+    elif words[0] in ("returns", "return"):
+        words[0] = "get" if rng.random() < 0.5 else "return"
+    elif not mixed_case:
+        m = _VERB_S.match(words[0])
+        if m and words[0].endswith(("sses", "shes", "ches", "xes", "zes")):  # passes, fetches; not parses
+            words[0] = words[0][:-2]
+        elif m:
+            words[0] = words[0][:-1]
+    if rng.random() < 0.6:
+        words = [w for w in words if w not in _ARTICLES] or words
+    words = words[:12]
+    r = rng.random()
+    if r < 0.3:
+        words = [language] + words
+    elif r < 0.55:
+        words = words + [language]
+    elif r < 0.7 and words[0] not in _NOT_VERBS:
+        words = ["how", "to"] + words
+    return " ".join(words)
+
+
+def web_style(pairs: list[Pair], share: float, seed: int) -> list[Pair]:
+    """Rewrite a seeded `share` of the docstring pairs' queries with web_query (the others stay as written)."""
+    if share <= 0:
+        return pairs
+    out = []
+    for p in pairs:
+        rng = random.Random(f"{seed}:{p.key}:{p.query}")
+        if p.kind == "doc" and rng.random() < share:
+            p = dataclasses.replace(p, query=web_query(p.query, rng, p.language or "python"))
+        out.append(p)
+    return out
+
+
 def split_public(pairs: list[Pair], n_heldout: int, seed: int) -> tuple[list[Pair], list[Pair]]:
     """A seeded sample of docstring pairs held out for the training loop's checks; their functions leave training."""
     docs = sorted((i for i, p in enumerate(pairs) if p.kind == "doc"))
@@ -637,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         for p, k in zip(pairs, meta["keys"]):
             p.key = k
         train_pairs, heldout = split_public(pairs, cfg.heldout, cfg.train.seed)
+        train_pairs = web_style(train_pairs, cfg.web_share, cfg.train.seed)
         out = Path(args.out)
         info = train_adapter(cfg, train_pairs, heldout, out)
         print(json.dumps(info, indent=1))

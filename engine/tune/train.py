@@ -53,7 +53,7 @@ class TrainableEncoder:
 
         self.recipe = recipe
         self.emb = TransformerEmbedder(recipe, threads=threads, batch_size=batch_size).load()
-        for attr in ("_model", "_dense", "_encode_ids", "_project", "_prefix", "_suffix", "_pad_id"):
+        for attr in ("_model", "_dense", "_encode_ids", "_suffix"):
             if not hasattr(self.emb, attr):
                 raise ModelError(f"the embedder no longer exposes {attr}; engine/tune/train.py must follow it")
         self.multi = recipe.multi_vector
@@ -121,37 +121,7 @@ class TrainableEncoder:
 
     def forward(self, seqs: list[list[int]], query: bool):
         """Vectors with gradients: (n, dim) for single-vector models, else ((n, T, dim), keep mask (n, T))."""
-        import torch
-
-        from ..embed.transformer import _pool
-
-        r = self.recipe
-        emb = self.emb
-        expand = r.query_expand_to if (query and r.multi_vector) else 0
-        width = max(max(len(s) for s in seqs), expand)
-        input_ids = torch.full((len(seqs), width), emb._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, :len(seq)] = 1
-        keep = mask.bool()
-        if expand:
-            for row, seq in enumerate(seqs):
-                if len(seq) < expand:
-                    input_ids[row, len(seq):expand] = emb._mask_id
-                    keep[row, len(seq):expand] = True
-                    if r.query_expand_attend:
-                        mask[row, len(seq):expand] = 1
-        input_ids, mask, keep = input_ids.to(self.device), mask.to(self.device), keep.to(self.device)
-        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
-        if r.multi_vector:
-            hidden = torch.nn.functional.normalize(emb._project(hidden), dim=-1)
-            if not query and emb._skip:
-                for tid in emb._skip:
-                    keep &= input_ids != tid
-            return hidden, keep
-        pooled = emb._project(_pool(hidden, mask, r.pooling))
-        return torch.nn.functional.normalize(pooled, dim=-1)
+        return self.emb.forward_batch(seqs, query, device=self.device)
 
     def encode(self, texts: list[str], query: bool, max_len: int = 0, batch: int = 32):
         """No-grad vectors in eval mode: a (n, dim) tensor, or a list of (tokens, dim) tensors (multi-vector)."""
