@@ -93,7 +93,7 @@ def main() -> int:
     tokens = 0
     if sp is not None:  # model tokens of every chunk as embedded (rendered, truncated): the per-token size
         rows = [SimpleNamespace(path=p, symbol=sym, text=t)
-                for p, sym, t in con.execute("SELECT path, symbol, text FROM chunks")]
+                for p, sym, t in con.execute("SELECT f.path, c.symbol, c.text FROM chunks c JOIN files f ON f.id = c.file_id")]
         for start in range(0, len(rows), 2000):
             tokens += sum(sp.embedder.count_tokens([render_for_embedding(r) for r in rows[start:start + 2000]]))
     out.update(store_bytes=db, ann_bytes=ann, vector_bytes=vec_bytes, tokens=tokens,

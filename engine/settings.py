@@ -61,6 +61,7 @@ class SearchSettings:
     name_boost: float = 0.05
     rrf_k: int = 60
     candidates: int = 100
+    max_token_share: float = 0.25  # on large indexes, BM25 leaves out query words found in more chunks than this
     demote_tests: bool = True
     max_query_chars: int = 2000
     max_results: int = 200
@@ -83,6 +84,8 @@ class Settings:
             raise ConfigError(f"index.token_codec must be fp32, fp16, int8 or pq, not {self.index.token_codec!r}")
         if not 1 <= self.index.max_file_bytes <= 1 << 30:
             raise ConfigError("index.max_file_bytes must be between 1 and 1 GiB")
+        if not 0 < self.search.max_token_share <= 1:
+            raise ConfigError("search.max_token_share must be in (0, 1]")
         if not 1 <= self.search.max_results <= 10_000:
             raise ConfigError("search.max_results must be between 1 and 10000")
         if not 1 <= self.search.max_query_chars <= 100_000:

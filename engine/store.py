@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -99,6 +101,30 @@ _CHUNK_COLUMNS = ("c.id, f.path, c.language, c.kind, c.symbol, c.start_line, c.e
                   "c.text, c.doc, c.signature, c.route, c.hash")
 
 
+_K1, _B = 1.2, 0.75  # FTS5's bm25() constants
+_FTS_WORD = re.compile(r"[^\W]+", re.UNICODE)  # unicode61 with tokenchars '_': runs of word characters
+
+
+def _varints(blob: bytes) -> list[int]:
+    """SQLite's big-endian varints (7 bits a byte, the 9th byte whole), as FTS5 writes its records."""
+    out, i = [], 0
+    while i < len(blob):
+        v = 0
+        for k in range(9):
+            if i >= len(blob):
+                return out
+            b = blob[i]
+            i += 1
+            if k == 8:
+                v = (v << 8) | b
+                break
+            v = (v << 7) | (b & 0x7F)
+            if not b & 0x80:
+                break
+        out.append(v)
+    return out
+
+
 class Store:
     """One SQLite file per workspace. Writers serialise on a lock; every reader thread gets its own connection.
 
@@ -110,6 +136,7 @@ class Store:
         self.path = Path(path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self._df_cache: tuple[tuple[int, int], dict[str, int]] = ((-1, -1), {})
         self._all: list[sqlite3.Connection] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -136,6 +163,8 @@ class Store:
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute("PRAGMA foreign_keys=ON")
             con.execute("PRAGMA busy_timeout=30000")
+            # a read-only view of the FTS5 vocabulary (doc_freqs); temp: it writes nothing to the index file
+            con.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab USING fts5vocab(main, chunks_fts, row)")
             self._local.con = con
             self._all.append(con)
         return con
@@ -299,15 +328,70 @@ class Store:
                 rows = con.execute("SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts MATCH ? "
                                    "ORDER BY bm25(chunks_fts, ?, ?, ?) LIMIT ?", (*weights, expr, *weights, limit))
                 return {r[0]: float(r[1]) for r in rows}
-            for start in range(0, len(ids), 500):
-                part = ids[start:start + 500]
-                marks = ",".join("?" * len(part))
-                rows = con.execute(f"SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts "
-                                   f"MATCH ? AND rowid IN ({marks})", (*weights, expr, *part))
-                out.update((r[0], float(r[1])) for r in rows)
+            return self._bm25_of(tokens, ids, weights, con)
         except sqlite3.OperationalError:
             pass  # a query FTS5 cannot parse has no lexical matches
         return out
+
+    def _bm25_of(self, tokens: list[str], ids: list[int], weights: tuple[float, float, float],
+                 con: sqlite3.Connection) -> dict[int, float]:
+        """FTS5's bm25() (k1 1.2, b 0.75, column weights) for the given rows only, computed here from their stored
+        tokens, the vocabulary's document counts and the index's averages record. FTS5 itself would walk every
+        matching row first (`MATCH ... AND rowid IN (...)`: 55 ms a query on 100K chunks; this takes 2-7 ms)."""
+        n_rows, total = self.fts_totals(con)
+        if not n_rows or not ids:
+            return {}
+        idf = {}
+        for t, n in self.doc_freqs(list(dict.fromkeys(tokens)), con).items():
+            if n:
+                idf[t] = max(math.log((n_rows - n + 0.5) / (n + 0.5)), 1e-6)
+        if not idf:
+            return {}
+        avgdl = total / n_rows
+        out: dict[int, float] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            rows = con.execute(f"SELECT rowid, path, symbol, body FROM chunks_fts WHERE rowid IN "
+                               f"({','.join('?' * len(part))})", part)
+            for rowid, *cols in rows:
+                freq: dict[str, float] = {}
+                length = 0
+                for w, col in zip(weights, cols):
+                    words = _FTS_WORD.findall(col or "")
+                    length += len(words)
+                    for word in words:
+                        if word in idf:
+                            freq[word] = freq.get(word, 0.0) + w
+                if freq:
+                    norm = _K1 * (1 - _B + _B * length / avgdl)
+                    out[rowid] = sum(idf[t] * f * (_K1 + 1) / (f + norm) for t, f in freq.items())
+        return out
+
+    def fts_totals(self, con: sqlite3.Connection | None = None) -> tuple[int, int]:
+        """(rows, tokens in all columns) of the FTS index, from its averages record (one read, no scan)."""
+        con = con or self._con()
+        row = con.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+        values = _varints(row[0]) if row and row[0] else []
+        if len(values) >= 4:
+            return values[0], sum(values[1:4])
+        n = con.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]  # an empty or unknown record
+        return n, con.execute("SELECT COALESCE(SUM(cnt), 0) FROM temp.chunks_vocab").fetchone()[0]
+
+    def doc_freqs(self, tokens: list[str], con: sqlite3.Connection | None = None) -> dict[str, int]:
+        """How many chunks hold each token (the FTS5 vocabulary, through a per-connection temp fts5vocab table).
+        Cached until the index's row or token totals change."""
+        con = con or self._con()
+        key = self.fts_totals(con)
+        cache = self._df_cache
+        if cache[0] != key:
+            cache = (key, {})
+            self._df_cache = cache
+        known = cache[1]
+        for t in tokens:
+            if t not in known:
+                row = con.execute("SELECT doc FROM temp.chunks_vocab WHERE term = ?", (t,)).fetchone()
+                known[t] = int(row[0]) if row else 0
+        return {t: known[t] for t in tokens}
 
     # -- spaces and vectors ------------------------------------------------------------------------------------
     def spaces(self) -> dict[str, dict]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import tokenize
 from engine.errors import BadQuery
 from engine.search import Engine
 from engine.settings import load_settings
@@ -83,6 +84,44 @@ def test_index_and_lexical_search(ws: Path) -> None:
     # hybrid without models degrades to lexical, and says so
     res = eng.search("parse query string", k=3)
     assert res.hits[0].path == "web/app.js" and res.notes
+    eng.close()
+
+
+def test_common_words_leave_bm25_on_large_indexes(tmp_path: Path, monkeypatch) -> None:
+    """Above PRUNE_FROM_CHUNKS, query words in more than max_token_share of the chunks are left out of BM25
+    (latency on 100K-chunk indexes); the two rarest words always stay. Forced on here for a small corpus."""
+    import engine.search as search_mod
+
+    files = {f"m{i}.py": f"def helper_{i}(value):\n    return value + {i}\n" for i in range(30)}
+    files["net/retry.py"] = "def retry_with_backoff(value):\n    return value\n"
+    write(tmp_path, files)
+    eng = lexical_engine(tmp_path)
+    eng.index()
+    monkeypatch.setattr(search_mod, "PRUNE_FROM_CHUNKS", 0)
+    with eng.store.read() as con:
+        assert eng.store.doc_freqs(["value", "backoff", "nosuchword"], con) == {"value": 31, "backoff": 1,
+                                                                               "nosuchword": 0}
+        assert eng._prune_common(["value", "retry", "backoff"], con) == ["retry", "backoff"]
+        assert eng._prune_common(["value", "return", "backoff"], con) == ["value", "backoff"]  # rarest two
+    assert eng.search("retry value with backoff", mode="lexical").hits[0].path == "net/retry.py"
+    eng.close()
+
+
+def test_bm25_of_given_rows_equals_fts5(ws: Path) -> None:
+    """Hybrid fill-in scores chosen rows with the store's own BM25; it must be FTS5's bm25() exactly."""
+    eng = lexical_engine(ws)
+    eng.index()
+    con = eng.store._con()
+    assert eng.store.fts_totals(con) == (con.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0],
+                                         con.execute("SELECT SUM(cnt) FROM temp.chunks_vocab").fetchone()[0])
+    for query, weights in (("retry with exponential backoff", (1.0, 2.0, 1.0)), ("load yaml config", (0.5, 1.0, 2.0)),
+                           ("ファイルを開く", (0.0, 0.0, 1.0))):
+        tokens = tokenize.tokenize_query(query)
+        top = eng.store.lexical(tokens, 50, weights)
+        assert top
+        ids = list(top) + [999_999]
+        mine = eng.store._bm25_of(tokens, ids, weights, con)
+        assert set(mine) == set(top) and all(abs(mine[i] - top[i]) < 1e-9 * max(1, top[i]) for i in top)
     eng.close()
 
 
