@@ -579,7 +579,7 @@ class Engine:
             cand = set().union(*components.values()) if components else set()
             if len(components) > 1:
                 self._fill_in(components, cand, lex_tokens, cols, qvecs, con)
-            rows = self.store.chunks_by_id(cand, con=con)
+            rows = self.store.chunks_by_id(cand, con=con, text=False)  # text only for the hits returned
         if paths:
             rows = {i: r for i, r in rows.items() if self._path_ok(r.path, paths)}
         if not rows:
@@ -628,8 +628,10 @@ class Engine:
                             space=max(sem)[1][4:] if sem else "", components=parts))
         hits.sort(key=lambda h: (-h.score, h.path, h.start_line))
         top = score.dedupe(hits)[:k]
+        full = self.store.chunks_by_id([h.chunk_id for h in top])  # a chunk deleted meanwhile: no snippet
         for hit in top:
-            hit.snippet = _snippet(rows[hit.chunk_id])
+            if hit.chunk_id in full:
+                hit.snippet = _snippet(full[hit.chunk_id])
         return top, notes
 
     def _prune_common(self, tokens: list[str], con, budget: bool = True) -> list[str]:

@@ -282,14 +282,17 @@ class Store:
             "skipped": con.execute("SELECT COUNT(*) FROM skipped").fetchone()[0],
         }
 
-    def chunks_by_id(self, ids: Iterable[int], con: sqlite3.Connection | None = None) -> dict[int, ChunkRow]:
+    def chunks_by_id(self, ids: Iterable[int], con: sqlite3.Connection | None = None,
+                     text: bool = True) -> dict[int, ChunkRow]:
+        """Chunks by id; with text=False their text, doc and signature are left empty (ranking needs neither)."""
         ids = list(ids)
         con = con or self._con()
+        columns = _CHUNK_COLUMNS if text else _CHUNK_COLUMNS.replace("c.text, c.doc, c.signature", "'', '', ''")
         out: dict[int, ChunkRow] = {}
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
             marks = ",".join("?" * len(part))
-            for r in con.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN files f ON f.id = c.file_id "
+            for r in con.execute(f"SELECT {columns} FROM chunks c JOIN files f ON f.id = c.file_id "
                                  f"WHERE c.id IN ({marks})", part):
                 out[r[0]] = ChunkRow(*r)
         return out

@@ -671,3 +671,18 @@ def test_auto_precision_follows_the_cpu():
 
     assert resolve_precision("auto") == ("bf16" if cpu_has_bf16() else "fp32")
     assert resolve_precision("int8") == "int8" and resolve_precision("fp32") == "fp32"
+
+
+def test_single_queries_use_a_trace_with_the_same_vectors(tiny, empty_hub):
+    emb = load_embedders(settings_(model_path=str(tiny["st"])))[0]["code"]
+    one = np.stack([emb.embed_queries([t])[0] for t in TEXTS[:3]])
+    assert emb._trace is not None and emb._trace[1] is not None  # traced on first single query
+    np.testing.assert_allclose(one, emb.embed_queries(TEXTS[:3]), atol=1e-5)  # a batch runs eagerly
+    long_query = " ".join(["word"] * 80)  # longer than the trace width: eager
+    np.testing.assert_allclose(emb.embed_queries([long_query]), emb.embed_queries([long_query, "x"])[:1], atol=1e-5)
+    first = emb._query_trace()
+    assert emb._query_trace() is first  # made once per model
+    import copy
+
+    emb._model = copy.deepcopy(emb._model)  # a model swapped in (training wraps it in LoRA) is traced anew
+    assert emb._query_trace() is not first and emb._trace[0] is emb._model
