@@ -272,8 +272,8 @@ class AnnIndex:
 
     def lookup(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(found ids, their vectors) for the live ids among `ids`; unknown and deleted ids are left out."""
-        ids = [i for i in _as_ids(ids).tolist() if i not in self._deleted]
         with self._lock:
+            ids = [i for i in _as_ids(ids).tolist() if i not in self._deleted]
             try:
                 return np.asarray(ids, np.int64), self.vectors(ids)
             except KeyError:

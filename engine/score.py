@@ -260,10 +260,15 @@ def name_boost(query_tokens: Sequence[str], path_tokens: Sequence[str] | str,
     "client_pool"). Query tokens and symbols are split into words (camelCase, snake_case, dots); a query
     word of 5+ letters also matches words it is a prefix of ("token" ~ "tokenizer").
     """
+    return _name_share(name_terms(query_tokens), *_name_words(path_tokens, symbol_tokens))
+
+
+def _name_words(path_tokens: Sequence[str] | str, symbol_tokens: Sequence[str]) -> tuple[set[str], set[str]]:
+    """(file-stem and symbol words, directory words) that a name boost matches query terms against."""
     stem_words, dir_words = _split_path(path_tokens)
     for sym in symbol_tokens:
         stem_words.update(split_identifier(sym))
-    return _name_share(name_terms(query_tokens), stem_words, dir_words)
+    return stem_words, dir_words
 
 
 def name_terms(query_tokens: Sequence[str]) -> tuple[str, ...]:
@@ -298,9 +303,7 @@ def chunk_name_boost(terms: tuple[str, ...], path: str, symbol: str) -> float:
 
 @functools.lru_cache(maxsize=65536)
 def _chunk_name_words(path: str, symbol: str) -> tuple[frozenset[str], frozenset[str]]:
-    stem_words, dir_words = _split_path(tokenize_path(path))
-    for sym in tokenize_symbol(symbol):
-        stem_words.update(split_identifier(sym))
+    stem_words, dir_words = _name_words(tokenize_path(path), tokenize_symbol(symbol))
     return frozenset(stem_words), frozenset(dir_words)
 
 

@@ -323,29 +323,27 @@ class Store:
         """
         if not tokens:
             return {}
-        expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in tokens)
         con = con or self._con()
-        out: dict[int, float] = {}
-        try:
-            if ids is None:
-                rows = con.execute("SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts MATCH ? "
-                                   "ORDER BY bm25(chunks_fts, ?, ?, ?) LIMIT ?", (*weights, expr, *weights, limit))
-                return {r[0]: float(r[1]) for r in rows}
+        if ids is not None:
             return self._bm25_of(tokens, ids, weights, con)
+        expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in tokens)
+        try:
+            rows = con.execute("SELECT rowid, -bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                               "ORDER BY bm25(chunks_fts, ?, ?, ?) LIMIT ?", (*weights, expr, *weights, limit))
+            return {r[0]: float(r[1]) for r in rows}
         except sqlite3.OperationalError:
-            pass  # a query FTS5 cannot parse has no lexical matches
-        return out
+            return {}  # a query FTS5 cannot parse has no lexical matches
 
     def _bm25_of(self, tokens: list[str], ids: list[int], weights: tuple[float, float, float],
                  con: sqlite3.Connection) -> dict[int, float]:
         """FTS5's bm25() (k1 1.2, b 0.75, column weights) for the given rows only, computed here from their stored
         tokens, the vocabulary's document counts and the index's averages record. FTS5 itself would walk every
         matching row first (`MATCH ... AND rowid IN (...)`: 55 ms a query on 100K chunks; this takes 2-7 ms)."""
-        n_rows, total = self.fts_totals(con)
+        (n_rows, total), known = self._vocab(con)
         if not n_rows or not ids:
             return {}
         idf = {}
-        for t, n in self.doc_freqs(list(dict.fromkeys(tokens)), con).items():
+        for t, n in self._doc_freqs(list(dict.fromkeys(tokens)), con, known).items():
             if n:
                 idf[t] = max(math.log((n_rows - n + 0.5) / (n + 0.5)), 1e-6)
         if not idf:
@@ -384,12 +382,19 @@ class Store:
         """How many chunks hold each token (the FTS5 vocabulary, through a per-connection temp fts5vocab table).
         Cached until the index's row or token totals change."""
         con = con or self._con()
+        return self._doc_freqs(tokens, con, self._vocab(con)[1])
+
+    def _vocab(self, con: sqlite3.Connection) -> tuple[tuple[int, int], dict[str, int]]:
+        """(fts_totals, the document counts known for that state of the index)."""
         key = self.fts_totals(con)
         cache = self._df_cache
         if cache[0] != key:
             cache = (key, {})
             self._df_cache = cache
-        known = cache[1]
+        return cache
+
+    @staticmethod
+    def _doc_freqs(tokens: list[str], con: sqlite3.Connection, known: dict[str, int]) -> dict[str, int]:
         for t in tokens:
             if t not in known:
                 row = con.execute("SELECT doc FROM temp.chunks_vocab WHERE term = ?", (t,)).fetchone()

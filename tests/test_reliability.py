@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -71,22 +70,8 @@ def test_sigkill_server_during_save_storm(bench_dir: Path, tmp_path: Path):
     rng = random.Random(7)
     kills = 0
     for round_ in range(3):
-        srv = Raw()
-        try:
-            srv.initialize(root, opts)
-            deadline = time.monotonic() + rng.uniform(0.5, 2.5)
-            n = 0
-            while time.monotonic() < deadline:  # a didSave storm over files that really change
-                name = rng.choice(files)
-                with open(root / name, "a", encoding="utf-8") as fh:
-                    fh.write(f"\n\ndef saved_{round_}_{n}():\n    return '{marker(round_, n)}'\n")
-                srv.notify("textDocument/didSave", {"textDocument": {"uri": (root / name).as_uri()}})
-                n += 1
-                time.sleep(0.005)
-        finally:
-            srv.proc.send_signal(signal.SIGKILL)
-            srv.proc.wait(10)
-            kills += 1
+        rellib.save_storm_then_kill(root, files, opts, rng, rng.uniform(0.5, 2.5), round_)
+        kills += 1
         eng = lexical_engine(root, crashed)
         try:
             assert eng.check() == []

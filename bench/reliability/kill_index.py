@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rellib import LEXICAL, QUERIES, REPO, Raw, copy_corpus, marker  # noqa: E402
+from rellib import LEXICAL, QUERIES, REPO, copy_corpus, marker, save_storm_then_kill  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from engine.search import Engine  # noqa: E402
@@ -25,6 +25,15 @@ from engine.settings import load_settings  # noqa: E402
 
 def engine(root: Path, index_dir: Path) -> Engine:
     return Engine(root, load_settings(root, {"index": {"index_dir": str(index_dir)}, "models": {"enabled": False}}))
+
+
+def check(root: Path, index_dir: Path) -> list[str]:
+    """The index's integrity problems (empty when it opens clean)."""
+    eng = engine(root, index_dir)
+    try:
+        return eng.check()
+    finally:
+        eng.close()
 
 
 def sg_index(root: Path, index_dir: Path) -> subprocess.Popen:
@@ -76,11 +85,7 @@ def main() -> int:
             p.send_signal(signal.SIGKILL)
             kills += 1
         p.wait(60)
-        eng = engine(root, crashed)
-        try:
-            found = eng.check()
-        finally:
-            eng.close()
+        found = check(root, crashed)
         if found:
             problems.append(f"kill {n}: {found}")
         else:
@@ -100,27 +105,10 @@ def main() -> int:
     server_kills = server_problems = 0
     srv_idx = base / "server-idx"
     for r in range(args.server_kills):
-        srv = Raw()
-        try:
-            srv.initialize(root, {**LEXICAL, "index": {"index_dir": str(srv_idx)}})
-            deadline = time.monotonic() + rng.uniform(0.5, 6.0)
-            i = 0
-            while time.monotonic() < deadline:
-                name = rng.choice(names)
-                with open(root / name, "a", encoding="utf-8") as fh:
-                    fh.write(f"\n\ndef saved_{r}_{i}():\n    return '{marker(r, i)}'\n")
-                srv.notify("textDocument/didSave", {"textDocument": {"uri": (root / name).as_uri()}})
-                i += 1
-                time.sleep(0.005)
-        finally:
-            srv.proc.send_signal(signal.SIGKILL)
-            srv.proc.wait(10)
-            server_kills += 1
-        eng = engine(root, srv_idx)
-        try:
-            found = eng.check()
-        finally:
-            eng.close()
+        save_storm_then_kill(root, names, {**LEXICAL, "index": {"index_dir": str(srv_idx)}}, rng,
+                             rng.uniform(0.5, 6.0), r)
+        server_kills += 1
+        found = check(root, srv_idx)
         if found:
             server_problems += 1
             problems.append(f"server kill {r}: {found}")

@@ -9,6 +9,7 @@ import queue
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -188,6 +189,27 @@ class Raw:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def save_storm_then_kill(root: Path, names: list[str], options: dict, rng: random.Random, seconds: float,
+                         tag: int) -> None:
+    """Start the server on `root`; for `seconds`, append a function carrying marker(tag, n) to a random file of
+    `names` and send didSave for it; then SIGKILL the server in the middle of that re-indexing."""
+    srv = Raw()
+    try:
+        srv.initialize(root, options)
+        deadline = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < deadline:  # a didSave storm over files that really change
+            name = rng.choice(names)
+            with open(root / name, "a", encoding="utf-8") as fh:
+                fh.write(f"\n\ndef saved_{tag}_{n}():\n    return '{marker(tag, n)}'\n")
+            srv.notify("textDocument/didSave", {"textDocument": {"uri": (root / name).as_uri()}})
+            n += 1
+            time.sleep(0.005)
+    finally:
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(10)
 
 
 # -- fuzzing ---------------------------------------------------------------------------------------------------

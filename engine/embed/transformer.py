@@ -427,8 +427,6 @@ def set_precision(model, precision: str):
     if precision == "bf16":
         return model.to(torch.bfloat16)
     if precision == "int8":
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
             from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from ..score import split_identifier  # noqa: F401  (getUserName -> get, user, name; re-exported for the tests)
 from .config import MiningConfig
 
 PAIR_KINDS = ("doc", "name", "class", "import", "csn", "user")
@@ -101,14 +102,6 @@ def first_paragraph(doc: str, max_words: int = 80) -> str:
     para = " ".join(re.split(r"\n\s*\n", text, maxsplit=1)[0].split()) if text else ""
     para = _RST_ROLE.sub(lambda m: m.group(2).split(".")[-1] if m.group(1) else m.group(2), para)
     return " ".join(para.replace("``", "").replace("`", "").split()[:max_words])
-
-
-def split_identifier(name: str) -> list[str]:
-    """getUserName / get_user_name / HTTPServer -> lower-case words."""
-    words: list[str] = []
-    for part in re.split(r"[^0-9A-Za-z]+", name):
-        words += [w.lower() for w in re.findall(r"[A-Z]+(?=[A-Z][a-z]|\d|\b)|[A-Z]?[a-z]+|[A-Z]+|\d+", part)]
-    return words
 
 
 def _python_tree(text: str) -> ast.Module | None:
