@@ -654,6 +654,10 @@ class Engine:
             volume += df[t]
         return [t for t in tokens if t in kept]
 
+    def warm(self) -> None:
+        """For long-lived use (the language server, benches): keep the lexical postings in memory too."""
+        self.store.warm_lexical()
+
     def _chunk_count(self) -> int:
         gen = self.store.generation
         if self._count_cache[0] != gen:

@@ -954,6 +954,7 @@ class SgLanguageServer(LanguageServer):
             break
         folder.index_complete = True
         folder.state = "ready"
+        eng.warm()
         st = eng.status()
         prog.end(f"{st.get('files', 0)} files, {st.get('chunks', 0)} chunks, {st.get('skipped', 0)} skipped "
                  f"in {time.perf_counter() - t0:.1f} s")

@@ -11,6 +11,7 @@ from engine import tokenize
 from engine.errors import BadQuery
 from engine.search import Engine
 from engine.settings import load_settings
+from engine.store import Store
 
 FILES = {
     "net/retry.py": '''
@@ -122,6 +123,44 @@ def test_bm25_of_given_rows_equals_fts5(ws: Path) -> None:
         ids = list(top) + [999_999]
         mine = eng.store._bm25_of(tokens, ids, weights, con)
         assert set(mine) == set(top) and all(abs(mine[i] - top[i]) < 1e-9 * max(1, top[i]) for i in top)
+    eng.close()
+
+
+def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
+    """The in-memory postings (warm_lexical) rank and score as FTS5 does, and stay exact while files change
+    under them: rows added later come from FTS5, rows deleted later never surface, chunk ids are not reused."""
+    write(ws, {f"pkg/m{i}.py": f"def load_config_{i}(path):\n    return open(path).read() + '{i}'\n" for i in range(8)})
+    eng = lexical_engine(ws)
+    eng.index()
+    store = eng.store
+    queries = (("retry with exponential backoff", (1.0, 2.0, 1.0)), ("load config file path", (0.5, 1.0, 2.0)),
+               ("ファイルを開く", (0.0, 0.0, 1.0)), ("open read json", (1.0, 2.0, 1.0)))
+
+    def check() -> None:
+        con = store._con()
+        for query, weights in queries:
+            tokens = tokenize.tokenize_query(query)
+            want = Store._fts_top(tokens, 1000, weights, con)
+            got = store.lexical(tokens, 1000, weights, con=con)
+            assert set(got) == set(want) and all(abs(got[i] - want[i]) < 1e-9 * max(1, want[i]) for i in want)
+            top3 = store.lexical(tokens, 3, weights, con=con)
+            assert sorted(top3.values(), reverse=True) == pytest.approx(sorted(want.values(), reverse=True)[:3])
+            fill = store.lexical(tokens, 0, weights, con=con, ids=list(want) + [10**9])
+            assert set(fill) == set(want) and all(abs(fill[i] - want[i]) < 1e-9 * max(1, want[i]) for i in want)
+
+    store.warm_lexical(wait=True)
+    snap = store._postings
+    assert snap is not None and len(snap) == store.counts()["chunks"]
+    check()
+    before = max(i for ids in _ids(eng).values() for i in ids)
+    last = max(_ids(eng).items(), key=lambda kv: max(kv[1]))[0]  # SQLite alone would hand its ids out again
+    write(ws, {last: "def load_config_fresh(path):\n    return json.load(open(path))\n",
+               "pkg/new.py": "def read_config_file(path):\n    return open(path).read()\n"})
+    (ws / "pkg/m0.py").unlink()
+    eng.update_files([last, "pkg/new.py", "pkg/m0.py"])
+    assert min(_ids(eng)["pkg/new.py"] | _ids(eng)[last]) > before
+    assert store._postings is snap  # the same snapshot, now behind the store
+    check()
     eng.close()
 
 
