@@ -533,15 +533,23 @@ class Engine:
         comp_weights: dict[str, float] = {}
         qvecs: dict[str, np.ndarray] = {}
 
-        # Semantic weight per space: the query's route weights, for routes that have a model.
+        # Semantic weight per space: the query's route weights, for routes that have a model. A route without one
+        # goes to BM25 when the query reads as that route (Japanese with no CJK model); the small cross-language
+        # weight an English query gives the cjk route is dropped instead: BM25 cannot reach Japanese text with
+        # English words, and that weight would nearly double BM25's share of every English query.
         space_w: dict[str, float] = {}
-        unserved = 0.0
+        unserved = dropped = 0.0
+        own = max(weights, key=weights.__getitem__) if weights else None
         for r, w in weights.items():
             sp = next((x for x in self.spaces.values() if r in x.routes), None)
-            if sp is None:
+            if sp is None and r == own:
                 unserved += w
+            elif sp is None:
+                dropped += w
             else:
                 space_w[sp.name] = space_w.get(sp.name, 0.0) + w
+        if 0 < dropped < 1:
+            space_w = {name: w / (1 - dropped) for name, w in space_w.items()}
         if mode != "lexical" and not self.spaces:
             notes.append("no embedding model is available: lexical results only")
             mode = "lexical"
@@ -580,59 +588,61 @@ class Engine:
             if len(components) > 1:
                 self._fill_in(components, cand, lex_tokens, cols, qvecs, con)
             rows = self.store.chunks_by_id(cand, con=con, text=False)  # text only for the hits returned
-        if paths:
-            rows = {i: r for i, r in rows.items() if self._path_ok(r.path, paths)}
-        if not rows:
-            return [], notes
-        for comp in components.values():
-            for i in list(comp):
-                if i not in rows:
-                    del comp[i]
-        # A component with no candidates (e.g. a space with no vectors in this corpus) must not dilute the others.
-        components = {k: v for k, v in components.items() if v}
-        if s.fusion == "rrf":
-            fused = score.fuse_rrf(components, comp_weights, k=s.rrf_k)
-        else:
-            fused = score.fuse_linear(components, comp_weights)
-        wants_tests = score.query_mentions_tests(query_text) if not doc_query else True
-        terms = score.name_terms(q_tokens) if name_boost and s.name_boost > 0 else ()
-        factor = {cid: 0.9 if s.demote_tests and not wants_tests and score.is_test_path(rows[cid].path, rows[cid].symbol)
-                  else 1.0 for cid in fused if cid in rows}
-        # The name boost adds at most s.name_boost: only candidates that could reach the top k with it get it
-        # computed (it is most of the ranking time on large indexes).
-        bound = -math.inf
-        if terms:
-            seen: set[tuple] = set()
-            for cid in sorted(factor, key=lambda c: -fused[c].score * factor[c]):
-                row = rows[cid]
-                seen.add((row.path, row.symbol or row.start_line))
-                if len(seen) >= 2 * k:
-                    bound = fused[cid].score * factor[cid]
-                    break
-        hits: list[Hit] = []
-        for cid, f in factor.items():
-            row, fz = rows[cid], fused[cid]
-            total, parts = fz.score, dict(fz.parts)
-            if terms and (total + s.name_boost) * f >= bound:
-                nb = score.chunk_name_boost(terms, row.path, row.symbol)
-                if nb:
-                    parts["name"] = s.name_boost * nb
-                    total += s.name_boost * nb
-            if f < 1.0:
-                parts["test-demotion"] = -0.1 * total
-                total *= f
-            sem = [(v, key) for key, v in parts.items() if key.startswith("sem:")]
-            hits.append(Hit(chunk_id=cid, path=row.path, symbol=row.symbol, kind=row.kind, language=row.language,
-                            start_line=row.start_line, end_line=row.end_line, start_col=row.start_col,
-                            end_col=row.end_col, score=float(total), snippet="",
-                            space=max(sem)[1][4:] if sem else "", components=parts))
-        hits.sort(key=lambda h: (-h.score, h.path, h.start_line))
-        top = score.dedupe(hits)[:k]
-        full = self.store.chunks_by_id([h.chunk_id for h in top])  # a chunk deleted meanwhile: no snippet
-        for hit in top:
-            if hit.chunk_id in full:
-                hit.snippet = _snippet(full[hit.chunk_id])
-        return top, notes
+            # everything below reads inside the same transaction: a save meanwhile cannot empty a snippet
+            if paths:
+                rows = {i: r for i, r in rows.items() if self._path_ok(r.path, paths)}
+            if not rows:
+                return [], notes
+            for comp in components.values():
+                for i in list(comp):
+                    if i not in rows:
+                        del comp[i]
+            # A component with no candidates (e.g. a space with no vectors in this corpus) must not dilute others.
+            components = {k: v for k, v in components.items() if v}
+            if s.fusion == "rrf":
+                fused = score.fuse_rrf(components, comp_weights, k=s.rrf_k)
+            else:
+                fused = score.fuse_linear(components, comp_weights)
+            wants_tests = score.query_mentions_tests(query_text) if not doc_query else True
+            terms = score.name_terms(q_tokens) if name_boost and s.name_boost > 0 else ()
+            demote = s.demote_tests and not wants_tests
+            factor = {cid: 0.9 if demote and score.is_test_path(rows[cid].path, rows[cid].symbol) else 1.0
+                      for cid in fused if cid in rows}
+            # The name boost adds at most s.name_boost: only candidates that could reach the top k with it get it
+            # computed (it is most of the ranking time on large indexes).
+            bound = -math.inf
+            if terms:
+                seen: set[tuple] = set()
+                for cid in sorted(factor, key=lambda c: -fused[c].score * factor[c]):
+                    row = rows[cid]
+                    seen.add((row.path, row.symbol or row.start_line))
+                    if len(seen) >= 2 * k:
+                        bound = fused[cid].score * factor[cid]
+                        break
+            hits: list[Hit] = []
+            for cid, f in factor.items():
+                row, fz = rows[cid], fused[cid]
+                total, parts = fz.score, dict(fz.parts)
+                if terms and (total + s.name_boost) * f >= bound:
+                    nb = score.chunk_name_boost(terms, row.path, row.symbol)
+                    if nb:
+                        parts["name"] = s.name_boost * nb
+                        total += s.name_boost * nb
+                if f < 1.0:
+                    parts["test-demotion"] = -0.1 * total
+                    total *= f
+                sem = [(v, key) for key, v in parts.items() if key.startswith("sem:")]
+                hits.append(Hit(chunk_id=cid, path=row.path, symbol=row.symbol, kind=row.kind, language=row.language,
+                                start_line=row.start_line, end_line=row.end_line, start_col=row.start_col,
+                                end_col=row.end_col, score=float(total), snippet="",
+                                space=max(sem)[1][4:] if sem else "", components=parts))
+            hits.sort(key=lambda h: (-h.score, h.path, h.start_line))
+            top = score.dedupe(hits)[:k]
+            full = self.store.chunks_by_id([h.chunk_id for h in top], con=con)  # the state the ranking saw
+            for hit in top:
+                if hit.chunk_id in full:
+                    hit.snippet = _snippet(full[hit.chunk_id])
+            return top, notes
 
     def _prune_common(self, tokens: list[str], con, budget: bool = True) -> list[str]:
         """On an index of PRUNE_FROM_CHUNKS chunks or more, leave out of BM25 the query words that occur in more

@@ -56,7 +56,7 @@ class IndexSettings:
 class SearchSettings:
     mode: str = "hybrid"  # hybrid | semantic | lexical
     fusion: str = "linear"  # linear | rrf
-    lexical_weight: float = 0.1  # hybrid: BM25's share against the semantic spaces (natural-language queries)
+    lexical_weight: float = 0.05  # hybrid: BM25's share against the semantic spaces (natural-language queries)
     similar_lexical_weight: float = 0.5  # the same when the query is code ("find similar")
     name_boost: float = 0.05
     rrf_k: int = 60

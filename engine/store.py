@@ -334,7 +334,7 @@ class Store:
         With `ids`, scores exactly those chunks (the ones that match at all) instead of the top `limit`. Served
         from the in-memory postings once warm_lexical has built them, else by FTS5; the scores are the same.
         """
-        if not tokens:
+        if not tokens or (ids is None and limit <= 0):
             return {}
         con = con or self._con()
         snap = self._postings
@@ -376,26 +376,23 @@ class Store:
         deleted = len(snap) + added - key[0]
         if self._postings_wanted and added + deleted > _POSTINGS_CHURN * len(snap) + 100:
             self._refresh_postings()  # time for a fresh snapshot
-        if snap.dead:
-            _, dead = snap.positions(sorted(snap.dead))
-            scores = scores.copy()
-            scores[dead] = 0.0
         out: dict[int, float] = {}
-        cand = np.flatnonzero(scores > 0)
-        while len(cand):
+        gone = set(snap.dead)
+        while True:
+            if gone:  # rows deleted since the snapshot
+                scores = scores.copy()
+                scores[snap.positions(sorted(gone))[1]] = 0.0
+            cand = np.flatnonzero(scores > 0)
             top = cand if len(cand) <= limit else cand[np.argpartition(-scores[cand], limit - 1)[:limit]]
             got = {int(snap.rowids[p]): float(scores[p]) for p in top}
+            if not got:
+                break
             marks = ",".join("?" * len(got))
-            live = {r[0] for r in con.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", list(got))}
-            if len(live) == len(got):
+            gone = set(got) - {r[0] for r in con.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", list(got))}
+            if not gone:
                 out = got
                 break
-            gone = set(got) - live  # deleted since the snapshot: never again, then pick again
             snap.dead |= gone
-            _, dead = snap.positions(sorted(gone))
-            scores = scores.copy()
-            scores[dead] = 0.0
-            cand = np.flatnonzero(scores > 0)
         if added:
             out.update(self._fts_top(tokens, limit, weights, con, after=snap.max_rowid))
             if len(out) > limit:

@@ -244,3 +244,23 @@ def test_web_query_rewrites_like_a_search_box():
     assert [p.query for p in a] == [p.query for p in b]  # deterministic for a seed
     changed = sum(p.query != q.query for p, q in zip(a, pairs))
     assert 10 < changed < 40 and web_style(pairs, 0.0, seed=0) == pairs
+
+
+def test_shipped_adapter_matches_its_recipe_and_data_card():
+    """The adapter in the repository is the recipe's output: small safetensors, strength and rank as configured,
+    a data card naming every pinned package, and the offline default serves it unless turned off."""
+    import json
+
+    from engine.embed.sentence import ADAPTER_DIR, default_recipe
+
+    cfg = load_public_config(CONFIG)
+    weights = ADAPTER_DIR / "adapter_model.safetensors"
+    assert weights.is_file() and weights.stat().st_size < 5 << 20
+    ac = json.loads((ADAPTER_DIR / "adapter_config.json").read_text())
+    assert ac["r"] == cfg.lora.r and ac["lora_alpha"] == cfg.lora.alpha * cfg.ship_scale
+    assert sorted(ac["target_modules"]) == sorted(cfg.lora.target_modules)
+    card = (ADAPTER_DIR / "DATA_CARD.md").read_text()
+    for p in cfg.packages:
+        assert f"| {p.name} | {p.version} | {p.license} /" in card
+    assert "click, networkx, pytest, rich" in card
+    assert default_recipe(True).adapter == ADAPTER_DIR and default_recipe(False).adapter is None

@@ -19,8 +19,8 @@ from engine.settings import ModelSettings, load_settings  # noqa: E402
 from engine.tune import load_codesearchnet_jsonl, run_tune  # noqa: E402
 from engine.tune.config import CONFIG_DIR, LoraSettings, MiningConfig, TrainSettings, load_config  # noqa: E402
 from engine.tune.merge import next_version_dir, save_merged  # noqa: E402
-from engine.tune.mine import (Pair, first_sentence, imported_names, read_jsonl, split_identifier,  # noqa: E402
-                              strip_doc, write_jsonl)
+from engine.tune.mine import (Pair, doc_rest, first_sentence, imported_names, read_jsonl,  # noqa: E402
+                              split_identifier, strip_doc, write_jsonl)
 from engine.tune.train import TrainableEncoder, batch_loss, train  # noqa: E402
 
 torch.set_num_threads(1)
@@ -150,6 +150,15 @@ def test_strip_doc_removes_only_the_docstring() -> None:
     assert strip_doc(js, "Parse a value.", "javascript") == "function parseValue(t) { return t; }"
 
 
+def test_doc_rest_keeps_what_follows_the_first_paragraph() -> None:
+    f = 'def f(a):\n    """Add one to a.\n\n    Args:\n        a: a number.\n    """\n    return a + 1'
+    doc = "Add one to a.\n\nArgs:\n    a: a number."
+    want = 'def f(a):\n    """\n    Args:\n        a: a number.\n    """\n    return a + 1'
+    assert doc_rest(f, doc, "python") == want
+    one = 'def g():\n    """Only a summary."""\n    return 2'
+    assert doc_rest(one, "Only a summary.", "python") == strip_doc(one, "Only a summary.", "python")
+
+
 def test_configs_load() -> None:
     names = sorted(p.name for p in CONFIG_DIR.glob("train_*.yaml") if p.name != "train_public_code.yaml")
     assert {"train_local_default.yaml", "train_rust_direct.yaml", "train_codesearchnet.yaml"} <= set(names)
@@ -209,6 +218,17 @@ def test_mine_from_engine(ws: Path, tmp_path: Path) -> None:
     assert [(p.query, p.positive, p.negatives, p.path, p.symbol) for p in back] == \
         [(p.query, p.positive, p.negatives, p.path, p.symbol) for p in pairs]
     assert set(json.loads(out.read_text().splitlines()[0])) >= {"query", "positive", "negatives", "path", "symbol"}
+    # positive_docs: rest keeps what users' code keeps: a docstring, never the part the query came from
+    eng = lexical_engine(ws)
+    rest = mine_pairs(eng.store.iter_chunks(), MiningConfig(min_code_chars=10, positive_docs="rest"),
+                      lambda r: render_for_embedding(r, "structured"), root=ws)
+    eng.close()
+    by_query = {p.query: p for p in rest}
+    for p in docs:
+        q = by_query[p.query]
+        assert p.query not in q.positive and ("More words" in q.positive) == (p.symbol != "ImageStore")
+    names = [p for p in rest if p.kind == "name"]
+    assert names and any('"""' in p.positive for p in names)
 
 
 # -- training ---------------------------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class MiningConfig:
     bm25_negatives: int = 2
     bm25_depth: int = 20
     strip_negative_docs: bool = True  # negatives lose their docstrings too, so "has no docstring" is no cue
+    # strip: positives lose their docstrings; rest: a doc pair's positive keeps what follows the first paragraph
+    # and every other positive and negative keeps its docstring (code as search sees it)
+    positive_docs: str = "strip"
     skip_generated: bool = True
     heldout_fraction: float = 0.1
     heldout_min: int = 10
@@ -242,3 +245,5 @@ def _validate(cfg: TuneConfig) -> None:
         raise ConfigError("lora.r must be at least 1")
     if not 0 <= cfg.mining.heldout_fraction < 0.9:
         raise ConfigError("mining.heldout_fraction must be in [0, 0.9)")
+    if cfg.mining.positive_docs not in ("strip", "rest"):
+        raise ConfigError("mining.positive_docs must be strip or rest")

@@ -1,9 +1,10 @@
 """Mine (query, positive, hard negatives) training pairs from indexed chunks, and read/write them as JSONL.
 
-Pair types: a docstring's first sentence -> its function with the docstring removed (the skill users need:
-describe code, find it), the function name in words -> the function, a class -> one of its methods, and an
-imported name -> a function of that file that uses it. Hard negatives are other functions of the same file
-and lexically similar functions elsewhere (BM25 hits that are not the positive).
+Pair types: a docstring's first sentence -> its function with the docstring removed, or keeping only what
+follows the paragraph the query came from (the skill users need: describe code, find it), the function name
+in words -> the function, a class -> one of its methods, and an imported name -> a function of that file that
+uses it. Hard negatives are other functions of the same file and lexically similar functions elsewhere (BM25
+hits that are not the positive).
 """
 
 from __future__ import annotations
@@ -169,6 +170,26 @@ def strip_doc(text: str, doc: str, language: str) -> str:
     return text
 
 
+def doc_rest(text: str, doc: str, language: str) -> str:
+    """The chunk text with its docstring cut to what follows the first paragraph (where a doc query comes from).
+
+    Code as search sees it keeps its docstrings, so a positive that keeps the rest of one looks like it; the first
+    paragraph goes because the query was taken from it. Without a rest (or outside Python) the docstring goes."""
+    stripped = strip_doc(text, doc, language)
+    parts = re.split(r"\n\s*\n", clean_doc(doc), maxsplit=1)
+    if language != "python" or len(parts) < 2 or not parts[1].strip():
+        return stripped
+    _, span = python_docstring(text)
+    lines = text.split("\n")
+    if span is None or not (re.match(r"\s*[rRuUbB]{0,2}[\"']", lines[span[0]])
+                            and re.search(r"[\"']\s*$", lines[span[1]])):
+        return stripped
+    a, b = span
+    indent = re.match(r"[ \t]*", lines[a]).group(0)
+    body = [indent + ln if ln.strip() else "" for ln in parts[1].strip().split("\n")]
+    return "\n".join(lines[:a] + [indent + '"""'] + body + [indent + '"""'] + lines[b + 1:])
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", text)
 
@@ -185,6 +206,7 @@ class _Unit:
     ids: set[int]
     doc: str
     stripped: str  # text without the docstring
+    rest: str = ""  # text with the docstring after its first paragraph (positive_docs: rest)
 
     @property
     def key(self) -> str:
@@ -228,7 +250,8 @@ def _units(rows: Iterable, cfg: MiningConfig, stats: MineStats, root: Path | Non
             doc = python_docstring(first.text)[0]
         stripped = strip_doc(first.text, first.doc, first.language) if doc or first.language == "python" \
             else first.text
-        u = _Unit(first, {r.id for r in rs}, doc or "", stripped)
+        u = _Unit(first, {r.id for r in rs}, doc or "", stripped,
+                  doc_rest(first.text, doc, first.language) if doc and cfg.positive_docs == "rest" else "")
         units.append(u)
         for r in rs:
             id_to_key[r.id] = u.key
@@ -298,8 +321,10 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
     for u in units:
         by_file[u.row.path].append(u)
 
-    def rendered(u: _Unit, *, strip: bool = True, symbol: str | None = None) -> str:
-        row = dataclasses.replace(u.row, text=u.stripped if strip else u.row.text,
+    keep_docs = cfg.positive_docs == "rest"
+
+    def rendered(u: _Unit, *, strip: bool = True, symbol: str | None = None, text: str | None = None) -> str:
+        row = dataclasses.replace(u.row, text=text or (u.stripped if strip else u.row.text),
                                   **({"symbol": symbol} if symbol is not None else {}))
         return render(row)
 
@@ -322,8 +347,8 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
                 continue
             if n > cfg.max_query_words:
                 q = " ".join(q.split()[: cfg.max_query_words])
-            candidates["doc"].append(Pair(q, rendered(u), path=u.row.path, symbol=u.row.symbol, kind="doc",
-                                          language=u.row.language, key=u.key))
+            candidates["doc"].append(Pair(q, rendered(u, text=u.rest), path=u.row.path, symbol=u.row.symbol,
+                                          kind="doc", language=u.row.language, key=u.key))
             if cfg.doc_paragraph_pairs:
                 para = first_paragraph(u.doc, cfg.max_query_words)
                 if len(_words(para)) >= n + 3:
@@ -341,8 +366,9 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
             if len(words) < cfg.min_name_words or not code_ok(u):
                 continue
             # the symbol's own words leave the rendered header, so the pair is not a pure copy
-            candidates["name"].append(Pair(" ".join(words), rendered(u, symbol=""), path=u.row.path,
-                                           symbol=u.row.symbol, kind="name", language=u.row.language, key=u.key))
+            candidates["name"].append(Pair(" ".join(words), rendered(u, symbol="", strip=not keep_docs),
+                                           path=u.row.path, symbol=u.row.symbol, kind="name",
+                                           language=u.row.language, key=u.key))
     if cfg.class_pairs:
         for u in units:
             if u.row.kind != "class":
@@ -357,8 +383,9 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
                 continue
             m = rng.choice(methods)
             leaf = m.row.symbol[len(prefix):]
-            candidates["class"].append(Pair(q, rendered(m, symbol=leaf), path=m.row.path, symbol=m.row.symbol,
-                                            kind="class", language=m.row.language, key=m.key))
+            candidates["class"].append(Pair(q, rendered(m, symbol=leaf, strip=not keep_docs), path=m.row.path,
+                                            symbol=m.row.symbol, kind="class", language=m.row.language,
+                                            key=m.key))
     if cfg.import_pairs and root is not None:
         for path, us in by_file.items():
             lang = us[0].row.language
@@ -384,8 +411,9 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
                 q = " ".join(words + mod_words)
                 if len(_words(q)) < cfg.min_name_words:
                     continue
-                candidates["import"].append(Pair(q, rendered(u), path=u.row.path, symbol=u.row.symbol,
-                                                 kind="import", language=u.row.language, key=u.key))
+                candidates["import"].append(Pair(q, rendered(u, strip=not keep_docs), path=u.row.path,
+                                                 symbol=u.row.symbol, kind="import", language=u.row.language,
+                                                 key=u.key))
 
     # A query that several functions answer is ambiguous: drop it (copied docstrings, `pytest_addoption` in
     # every plugin). Across kinds the first kind keeps a query (docstrings first).
@@ -441,7 +469,7 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
                 got += 1
                 if got >= cfg.bm25_negatives:
                     break
-        p.negatives = [rendered(o, strip=cfg.strip_negative_docs) for o in negs]
+        p.negatives = [rendered(o, strip=cfg.strip_negative_docs and not keep_docs) for o in negs]
     for p in pairs:
         stats.kinds[p.kind] = stats.kinds.get(p.kind, 0) + 1
         stats.languages[p.language] = stats.languages.get(p.language, 0) + 1

