@@ -68,6 +68,7 @@ def main() -> int:
     else:
         queries = DEFAULT_QUERIES
     queries = (queries * (args.n // len(queries) + 1))[: args.n]
+
     def timed(mode: str) -> dict:
         eng.search(queries[0], mode=mode)
         lat = []

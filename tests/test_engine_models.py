@@ -121,3 +121,21 @@ def test_real_minilm_beats_lexical_on_paraphrased_queries(bench_dir: Path, tmp_p
     assert sem.mrr_at_10 > lex.mrr_at_10 + 0.1, (sem.as_dict(), lex.as_dict())
     assert hyb.mrr_at_10 >= max(sem.mrr_at_10, lex.mrr_at_10) - 0.05, (hyb.as_dict(), sem.as_dict())
     assert np.isfinite(hyb.p_at_1)
+
+
+def test_bm25_share_of_an_english_query_without_a_cjk_model(tmp_path: Path) -> None:
+    """An English query's small cross-language weight for the (unserved) cjk route does not go to BM25: BM25 keeps
+    search.lexical_weight. A Japanese query with no CJK model is served by BM25 for its own route."""
+    write(tmp_path, FILES)
+    model = build_st_bert(tmp_path.parent / f"{tmp_path.name}-model")
+    eng = engine_with(tmp_path, {"models": {"model_path": str(model), "threads": 1}})
+    eng.index()
+    lw = eng.settings.search.lexical_weight
+    sp = next(iter(eng.spaces.values()))
+    coverage = len(sp.ann) / eng._chunk_count()  # the space's weight shrinks with the share of chunks it holds
+    hits = eng.search("retry with exponential backoff", mode="hybrid", k=5).hits
+    share = max(h.components.get("lexical", 0.0) for h in hits)
+    assert share == pytest.approx(lw / (lw + (1 - lw) * coverage))
+    ja = eng.search("ファイルを開く", mode="hybrid", k=5).hits
+    assert ja and ja[0].path == "docs/guide.md" and ja[0].components["lexical"] > 0.5
+    eng.close()
