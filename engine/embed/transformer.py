@@ -439,7 +439,9 @@ def _merge_adapter(model, adapter: Path, name: str):
     try:
         from peft import PeftModel
 
-        merged = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers 5 deprecations inside peft
+            merged = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
     except Exception as exc:
         raise ModelError(f"{name}: cannot apply the adapter in {adapter}: {_first_line(exc)}") from exc
     return merged
