@@ -367,6 +367,7 @@ class Store:
 
     def _lexical_snapshot(self, snap: Postings, tokens: list[str], limit: int, weights: tuple[float, float, float],
                           con: sqlite3.Connection) -> dict[int, float]:
+        """The top `limit` from the snapshot's postings (live rows only) and from FTS5 for rows added since."""
         idf, avgdl, key = self._idf(tokens, con)
         if not idf:
             return {}
