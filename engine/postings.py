@@ -30,6 +30,24 @@ def fts_words(text: str | None) -> list[str]:
     return FTS_WORD.findall(text or "")
 
 
+def row_counts(cols, only=None) -> tuple[dict[str, list[int]], int]:
+    """Each word's count in each column of one FTS row (path, symbol, body) and the row's length in words, as
+    FTS5 counts them; with `only`, counts just those words (the length still counts every word)."""
+    counts: dict[str, list[int]] = {}
+    length = 0
+    for c, text in enumerate(cols):
+        ws = fts_words(text)
+        length += len(ws)
+        for w in ws:
+            if only is not None and w not in only:
+                continue
+            n = counts.get(w)
+            if n is None:
+                n = counts[w] = [0, 0, 0]
+            n[c] += 1
+    return counts, length
+
+
 def bm25_term(idf: float, freq, norm):
     """One word's share of FTS5's bm25: `freq` its column-weighted count, `norm` k1 (1 - b + b dl / avgdl)."""
     return idf * freq * (K1 + 1) / (freq + norm)
@@ -74,16 +92,7 @@ class Postings:
         for i, (rowid, *cols) in enumerate(con.execute("SELECT rowid, path, symbol, body FROM chunks_fts "
                                                        "ORDER BY rowid")):
             rowids.append(rowid)
-            length = 0
-            tally: dict[str, list[int]] = {}
-            for c, text in enumerate(cols):
-                ws = fts_words(text)
-                length += len(ws)
-                for w in ws:
-                    n = tally.get(w)
-                    if n is None:
-                        n = tally[w] = [0, 0, 0]
-                    n[c] += 1
+            tally, length = row_counts(cols)
             for w, n in tally.items():
                 post_word.append(words.setdefault(w, len(words)))
                 post_row.append(i)

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import StoreError
-from .postings import Postings, bm25_term, fts_words, idf_of, length_norm
+from .postings import Postings, bm25_term, idf_of, length_norm, row_counts
 from .records import Chunk, Skip
 
 SCHEMA_VERSION = 1
@@ -444,7 +444,7 @@ class Store:
         if snap is not None and last is not None and last[0] == (tuple(tokens), tuple(weights), key, id(snap)):
             held, pos = snap.positions(ids)
             vals = last[1][pos]
-            out = {int(i): float(v) for i, v, p in zip(held, vals, pos) if v > 0}
+            out = {int(i): float(v) for i, v in zip(held, vals) if v > 0}
             held_set = set(held.tolist())
             ids = [i for i in ids if i not in held_set]  # rows newer than the snapshot
         for start in range(0, len(ids), 500):
@@ -452,16 +452,9 @@ class Store:
             rows = con.execute(f"SELECT rowid, path, symbol, body FROM chunks_fts WHERE rowid IN "
                                f"({','.join('?' * len(part))})", part)
             for rowid, *cols in rows:
-                freq: dict[str, float] = {}
-                length = 0
-                for w, col in zip(weights, cols):
-                    words = fts_words(col)
-                    length += len(words)
-                    for word in words:
-                        if word in idf:
-                            freq[word] = freq.get(word, 0.0) + w
+                counts, length = row_counts(cols, idf)
                 norm = length_norm(length, avgdl)
-                value = sum(bm25_term(idf[t], f, norm) for t, f in freq.items())
+                value = sum(bm25_term(idf[t], sum(w * n for w, n in zip(weights, c)), norm) for t, c in counts.items())
                 if value > 0:
                     out[rowid] = value
         return out

@@ -141,17 +141,24 @@ def python_docstring(text: str) -> tuple[str, tuple[int, int] | None]:
 _PY_DOC_RE = re.compile(r'^[ \t]*[rRuUbB]{0,2}("""|\'\'\')(.*?)\1[ \t]*\n?', re.DOTALL | re.MULTILINE)
 
 
+def _docstring_lines(text: str) -> tuple[list[str], tuple[int, int] | None]:
+    """A Python chunk's lines and the (first, last) line of its docstring when the docstring fills those lines
+    alone; None when there is none or code shares its lines."""
+    _, span = python_docstring(text)
+    lines = text.split("\n")
+    if span is not None and re.match(r"\s*[rRuUbB]{0,2}[\"']", lines[span[0]]) \
+            and re.search(r"[\"']\s*$", lines[span[1]]):
+        return lines, span
+    return lines, None
+
+
 def strip_doc(text: str, doc: str, language: str) -> str:
     """The chunk text without its docstring / leading doc comment (so a docstring query cannot be copied)."""
     if language == "python":
-        _, span = python_docstring(text)
-        lines = text.split("\n")
+        lines, span = _docstring_lines(text)
         if span is not None:
-            a, b = span
-            # the docstring normally fills its lines; if code shares them, the regex below cuts just the string
-            if re.match(r"\s*[rRuUbB]{0,2}[\"']", lines[a]) and re.search(r"[\"']\s*$", lines[b]):
-                return "\n".join(lines[:a] + lines[b + 1:])
-        m = _PY_DOC_RE.search(text)
+            return "\n".join(lines[:span[0]] + lines[span[1] + 1:])
+        m = _PY_DOC_RE.search(text)  # code shares the docstring's lines: cut just the string
         if m and m.start() < 400:
             return text[: m.start()] + text[m.end():]
         return text
@@ -175,15 +182,12 @@ def doc_rest(text: str, doc: str, language: str) -> str:
 
     Code as search sees it keeps its docstrings, so a positive that keeps the rest of one looks like it; the first
     paragraph goes because the query was taken from it. Without a rest (or outside Python) the docstring goes."""
-    stripped = strip_doc(text, doc, language)
     parts = re.split(r"\n\s*\n", clean_doc(doc), maxsplit=1)
     if language != "python" or len(parts) < 2 or not parts[1].strip():
-        return stripped
-    _, span = python_docstring(text)
-    lines = text.split("\n")
-    if span is None or not (re.match(r"\s*[rRuUbB]{0,2}[\"']", lines[span[0]])
-                            and re.search(r"[\"']\s*$", lines[span[1]])):
-        return stripped
+        return strip_doc(text, doc, language)
+    lines, span = _docstring_lines(text)
+    if span is None:
+        return strip_doc(text, doc, language)
     a, b = span
     indent = re.match(r"[ \t]*", lines[a]).group(0)
     body = [indent + ln if ln.strip() else "" for ln in parts[1].strip().split("\n")]
