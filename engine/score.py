@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 from typing import Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
+import snowballstemmer
 
 from .tokenize import tokenize_path, tokenize_symbol
 
@@ -200,6 +201,9 @@ def _split_cached(text: str) -> tuple[str, ...]:
     return tuple(w.lower() for part in re.split(r"[\W_]+", text) if part for w in _camel_words(part))
 
 
+_STEMMER = snowballstemmer.stemmer("english")
+
+
 def _terms_match(a: str, b: str) -> bool:
     if a == b:
         return True
@@ -208,6 +212,12 @@ def _terms_match(a: str, b: str) -> bool:
         return True
     # "token" ~ "tokenizer"; the 5-letter minimum keeps "form" from matching "format"
     return len(short) >= 5 and long.startswith(short)
+
+
+def _stems(words: Iterable[str]) -> frozenset[str]:
+    """English (Snowball) stems of the words of 5+ letters: derived forms share one ("deprecation" ~ "deprecated",
+    "validate" ~ "validation")."""
+    return frozenset(_STEMMER.stemWords([w for w in words if len(w) >= 5]))
 
 
 _EXTENSIONS = frozenset("""
@@ -258,7 +268,8 @@ def name_boost(query_tokens: Sequence[str], path_tokens: Sequence[str] | str,
     ordered word list such as `tokenize.tokenize_path(path)`; for a word list the stem is recovered as the
     last word before a trailing file extension, plus words contained in it ("client", "pool" of
     "client_pool"). Query tokens and symbols are split into words (camelCase, snake_case, dots); a query
-    word of 5+ letters also matches words it is a prefix of ("token" ~ "tokenizer").
+    word of 5+ letters also matches words it is a prefix of ("token" ~ "tokenizer") and words with the same
+    English stem ("deprecation" ~ "deprecated").
     """
     return _name_share(name_terms(query_tokens), *_name_words(path_tokens, symbol_tokens))
 
@@ -281,30 +292,38 @@ def name_terms(query_tokens: Sequence[str]) -> tuple[str, ...]:
     return tuple(terms)
 
 
-def _name_share(terms: Sequence[str], stem_words: set[str] | frozenset[str],
-                dir_words: set[str] | frozenset[str]) -> float:
+def _name_share(terms: Sequence[str], stem_words: set[str] | frozenset[str], dir_words: set[str] | frozenset[str],
+                stems: tuple[frozenset[str], frozenset[str]] | None = None) -> float:
     if not terms:
         return 0.0
+    stem_stems, dir_stems = stems or (_stems(stem_words), _stems(dir_words))
     score = 0.0
-    for term in terms:
-        if term in stem_words or any(_terms_match(term, w) for w in stem_words):
+    for term, st in zip(terms, _term_stems(tuple(terms))):
+        if term in stem_words or st in stem_stems or any(_terms_match(term, w) for w in stem_words):
             score += 1.0
-        elif term in dir_words or any(_terms_match(term, w) for w in dir_words):
+        elif term in dir_words or st in dir_stems or any(_terms_match(term, w) for w in dir_words):
             score += 0.5
     return score / len(terms)
+
+
+@functools.lru_cache(maxsize=1024)
+def _term_stems(terms: tuple[str, ...]) -> tuple[str | None, ...]:
+    return tuple(_STEMMER.stemWord(t) if len(t) >= 5 else None for t in terms)
 
 
 def chunk_name_boost(terms: tuple[str, ...], path: str, symbol: str) -> float:
     """name_boost of a chunk for pre-split query `terms` (name_terms), as search ranks it: the chunk's name
     words come from the tokenizer's path and symbol tokens and are cached, since the same files recur in
     every search."""
-    return _name_share(terms, *_chunk_name_words(path, symbol))
+    stem_words, dir_words, stems = _chunk_name_words(path, symbol)
+    return _name_share(terms, stem_words, dir_words, stems)
 
 
 @functools.lru_cache(maxsize=65536)
-def _chunk_name_words(path: str, symbol: str) -> tuple[frozenset[str], frozenset[str]]:
+def _chunk_name_words(path: str, symbol: str) -> tuple[frozenset[str], frozenset[str],
+                                                       tuple[frozenset[str], frozenset[str]]]:
     stem_words, dir_words = _name_words(tokenize_path(path), tokenize_symbol(symbol))
-    return frozenset(stem_words), frozenset(dir_words)
+    return frozenset(stem_words), frozenset(dir_words), (_stems(stem_words), _stems(dir_words))
 
 
 # tests -------------------------------------------------------------------------------------------------------------

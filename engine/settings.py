@@ -61,7 +61,7 @@ class SearchSettings:
     name_boost: float = 0.05
     rrf_k: int = 60
     candidates: int = 100
-    max_token_share: float = 0.25  # on large indexes, BM25 leaves out query words found in more chunks than this
+    max_token_share: float = 0.25  # BM25 leaves out query words found in more chunks than this (1: keep all)
     demote_tests: bool = True
     max_query_chars: int = 2000
     max_results: int = 200

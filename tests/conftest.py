@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,26 @@ def bench_dir() -> Path:
     if not BENCH.is_dir():
         pytest.skip(f"shared bench data not found at {BENCH}")
     return BENCH
+
+
+@pytest.fixture
+def unprivileged():
+    """A context manager for a block that must meet real EACCES: as root (the CI case) it runs with the effective
+    uid dropped to `nobody`, because root ignores file modes; otherwise as is. Skips when root cannot drop."""
+    @contextlib.contextmanager
+    def drop():
+        if os.geteuid() != 0:
+            yield
+            return
+        try:
+            os.seteuid(65534)
+        except OSError as exc:
+            pytest.skip(f"running as root and cannot drop privileges to test EACCES: {exc}")
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+    return drop
 
 
 def pytest_sessionfinish(session, exitstatus):

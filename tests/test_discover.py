@@ -195,7 +195,7 @@ def test_dangling_symlink_is_unreadable(tmp_path: Path) -> None:
     assert skips["link.py"].reason == "unreadable" and "dangling" in skips["link.py"].detail
 
 
-def test_permission_denied_is_unreadable() -> None:
+def test_permission_denied_is_unreadable(unprivileged) -> None:
     """A real EACCES: as root (the CI case) the walk runs with the effective uid dropped to `nobody`, because
     root ignores file modes; otherwise chmod 000 is enough."""
     base = Path(tempfile.mkdtemp(prefix="sg-perm-"))  # not under pytest's 0700 tmp dir: `nobody` must traverse it
@@ -207,19 +207,10 @@ def test_permission_denied_is_unreadable() -> None:
         os.chmod(base / "secret.py", 0o000)
         os.chmod(base / "locked", 0o000)
         settings = IndexSettings()
-        as_root = os.geteuid() == 0
         run(base, settings)  # warm up lazy imports while still allowed to read the interpreter's files
-        if as_root:
-            try:
-                os.seteuid(65534)
-            except OSError as exc:
-                pytest.skip(f"running as root and cannot drop privileges to test EACCES: {exc}")
-        try:
+        with unprivileged():
             files, skips = run(base, settings)
             entry = check_file(base, "ok.py", settings)
-        finally:
-            if as_root:
-                os.seteuid(0)
         assert set(files) == {"ok.py"} and isinstance(entry, FileEntry)
         assert skips["secret.py"].reason == "unreadable" and "permission" in skips["secret.py"].detail
         assert skips["locked"].reason == "unreadable" and "directory" in skips["locked"].detail

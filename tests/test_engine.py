@@ -88,9 +88,9 @@ def test_index_and_lexical_search(ws: Path) -> None:
     eng.close()
 
 
-def test_common_words_leave_bm25_on_large_indexes(tmp_path: Path, monkeypatch) -> None:
-    """Above PRUNE_FROM_CHUNKS, query words in more than max_token_share of the chunks are left out of BM25
-    (latency on 100K-chunk indexes); the two rarest words always stay. Forced on here for a small corpus."""
+def test_common_words_leave_bm25(tmp_path: Path, monkeypatch) -> None:
+    """From PRUNE_FROM_CHUNKS chunks on, query words in more than max_token_share of the chunks are left out of
+    BM25; the two rarest words always stay, and so do CJK words. Lowered here for a small corpus."""
     import engine.search as search_mod
 
     files = {f"m{i}.py": f"def helper_{i}(value):\n    return value + {i}\n" for i in range(30)}
@@ -98,12 +98,15 @@ def test_common_words_leave_bm25_on_large_indexes(tmp_path: Path, monkeypatch) -
     write(tmp_path, files)
     eng = lexical_engine(tmp_path)
     eng.index()
+    with eng.store.read() as con:
+        assert eng._prune_common(["value", "retry", "backoff"], con) == ["value", "retry", "backoff"]  # 31 chunks
     monkeypatch.setattr(search_mod, "PRUNE_FROM_CHUNKS", 0)
     with eng.store.read() as con:
         assert eng.store.doc_freqs(["value", "backoff", "nosuchword"], con) == {"value": 31, "backoff": 1,
                                                                                "nosuchword": 0}
         assert eng._prune_common(["value", "retry", "backoff"], con) == ["retry", "backoff"]
         assert eng._prune_common(["value", "return", "backoff"], con) == ["value", "backoff"]  # rarest two
+        assert eng._prune_common(["value", "return", "backoff", "値"], con) == ["value", "backoff", "値"]
     assert eng.search("retry value with backoff", mode="lexical").hits[0].path == "net/retry.py"
     eng.close()
 

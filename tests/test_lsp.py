@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import inspect
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import pytest
 import pytest_lsp
@@ -142,25 +142,34 @@ async def request(client: LanguageClient, method: str, params: Any = None, msg_i
     return await asyncio.wait_for(client.protocol.send_request_async(method, params, msg_id=msg_id), 30)
 
 
-async def wait_ready(client: LanguageClient, timeout: float = 30.0) -> dict:
+async def eventually(get: Callable[[], Any], ok: Callable[[Any], Any] = bool, timeout: float = 10.0,
+                     interval: float = 0.05) -> Any:
+    """Poll `get()` (a value or an awaitable) until `ok(value)`; return that value, or fail with the last one."""
     end = time.monotonic() + timeout
     while True:
-        status = await request(client, "sg/status")
-        if status["state"] == "ready":
-            return status
-        assert time.monotonic() < end, f"index not ready after {timeout}s: {status}"
-        await asyncio.sleep(0.05)
+        value = get()
+        if inspect.isawaitable(value):
+            value = await value
+        if ok(value):
+            return value
+        assert time.monotonic() < end, f"not within {timeout}s: {value}"
+        await asyncio.sleep(interval)
+
+
+def status_of(client: LanguageClient) -> Callable[[], Any]:
+    return lambda: request(client, "sg/status")
+
+
+async def wait_ready(client: LanguageClient, timeout: float = 30.0) -> dict:
+    return await eventually(status_of(client), lambda st: st["state"] == "ready", timeout)
 
 
 async def wait_progress_end(client: LanguageClient, title_part: str, timeout: float = 10.0) -> list[Any]:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for reports in client.progress_reports.values():
-            if reports and isinstance(reports[0], types.WorkDoneProgressBegin) and title_part in reports[0].title \
-                    and isinstance(reports[-1], types.WorkDoneProgressEnd):
-                return reports
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no finished progress titled {title_part!r}: {client.progress_reports}")
+    def finished():
+        return next((r for r in client.progress_reports.values()
+                     if r and isinstance(r[0], types.WorkDoneProgressBegin) and title_part in r[0].title
+                     and isinstance(r[-1], types.WorkDoneProgressEnd)), None)
+    return await eventually(finished, timeout=timeout)
 
 
 async def search(client: LanguageClient, query: str, **kw: Any) -> dict:
@@ -339,12 +348,9 @@ async def test_did_save_makes_new_code_findable(lex: LanguageClient, workspace: 
     t0 = time.monotonic()
     lex.text_document_did_save(types.DidSaveTextDocumentParams(
         text_document=types.TextDocumentIdentifier(uri=path.as_uri())))
-    while True:
-        res = await search(lex, "quaternion slerp blend", mode="lexical", limit=1)
-        if res["results"] and res["results"][0]["symbol"] == "quaternion_slerp_blend":
-            break
-        assert time.monotonic() - t0 < 2.0, "saved code not searchable within 2 s"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: search(lex, "quaternion slerp blend", mode="lexical", limit=1),
+                     lambda res: res["results"] and res["results"][0]["symbol"] == "quaternion_slerp_blend",
+                     timeout=2.0, interval=0.02)
     assert time.monotonic() - t0 < 1.0
 
 
@@ -363,13 +369,9 @@ async def test_watched_file_events(lex: LanguageClient, workspace: Path):
 
 async def poll_symbol(client: LanguageClient, query: str, symbol: str, present: bool = True,
                       timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        res = await search(client, query, mode="lexical")
-        if any(r["symbol"] == symbol for r in res["results"]) == present:
-            return True
-        await asyncio.sleep(0.05)
-    return False
+    await eventually(lambda: search(client, query, mode="lexical"),
+                     lambda res: any(r["symbol"] == symbol for r in res["results"]) == present, timeout)
+    return True
 
 
 # -- servers of their own ---------------------------------------------------------------------------------------
@@ -380,9 +382,7 @@ async def test_request_and_progress_cancellation(tmp_path: Path):
     try:
         # The index waits (test hook); cancel it through its progress token.
         t0 = time.monotonic()
-        while not client.progress_reports or not any(client.progress_reports.values()):
-            assert time.monotonic() - t0 < 10
-            await asyncio.sleep(0.02)
+        await eventually(lambda: any(client.progress_reports.values()), interval=0.02)
         token = next(t for t, r in client.progress_reports.items() if r)
         assert (await request(client, "sg/status"))["state"] == "indexing"  # answered while indexing
         client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
@@ -470,15 +470,11 @@ async def test_real_model_semantic_search_and_similar(tmp_path: Path):
         p = root / "src/strings.js"
         p.write_text(p.read_text(encoding="utf-8") + "\nfunction isPalindrome(word) {\n"
                      "  return word === word.split('').reverse().join('');\n}\n", encoding="utf-8")
-        t0 = time.monotonic()
         client.text_document_did_save(types.DidSaveTextDocumentParams(
             text_document=types.TextDocumentIdentifier(uri=p.as_uri())))
-        while True:
-            res = await search(client, "check whether a word reads the same backwards", mode="semantic", limit=3)
-            if any(r["symbol"] == "isPalindrome" for r in res["results"]):
-                break
-            assert time.monotonic() - t0 < 3.0
-            await asyncio.sleep(0.05)
+        await eventually(lambda: search(client, "check whether a word reads the same backwards", mode="semantic",
+                                        limit=3),
+                         lambda res: any(r["symbol"] == "isPalindrome" for r in res["results"]), timeout=3.0)
         status = await request(client, "sg/status")
         assert status["folders"][0]["modelsLoaded"] and status["models"]
     finally:
@@ -499,25 +495,16 @@ async def test_settings_changes_apply(tmp_path: Path):
         # An index setting re-opens and re-indexes the folder.
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={**LEXICAL, "index": {"excludes": ["docs/"]}}))
-        end = time.monotonic() + 10
-        while (status := await request(client, "sg/status"))["files"] != len(FILES) - 1:
-            assert time.monotonic() < end, status
-            await asyncio.sleep(0.05)
+        await eventually(status_of(client), lambda st: st["files"] == len(FILES) - 1)
         assert (await search(client, "fibonacci", limit=20))["results"]
         # Bad values are reported and ignored.
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={**LEXICAL, "search": {"max_results": "many"}}))
-        end = time.monotonic() + 5
-        while not any("max_results" in m.message for m in client.messages):
-            assert time.monotonic() < end
-            await asyncio.sleep(0.05)
+        await eventually(lambda: any("max_results" in m.message for m in client.messages), timeout=5)
         # An out-of-range value is left out alone: the rest (models off) still holds.
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={**LEXICAL, "index": {"max_file_bytes": 0}}))
-        end = time.monotonic() + 5
-        while not any("max_file_bytes must be" in m.message for m in client.messages):
-            assert time.monotonic() < end
-            await asyncio.sleep(0.05)
+        await eventually(lambda: any("max_file_bytes must be" in m.message for m in client.messages), timeout=5)
         status = await wait_ready(client)
         assert not any(f.get("modelsLoaded") for f in status["folders"]), status
     finally:
@@ -552,10 +539,7 @@ async def test_tune_request(tmp_path: Path):
         if available:
             # A dry run (mining only) runs as a background job with progress, listed in sg/status.
             res = await request(client, "sg/tune", {"dryRun": True, "outDir": str(tmp_path / "tuned")})
-            end = time.monotonic() + 30
-            while (job := (await request(client, "sg/status"))["jobs"][0])["state"] == "running":
-                assert time.monotonic() < end, job
-                await asyncio.sleep(0.1)
+            job = (await eventually(status_of(client), lambda st: st["jobs"][0]["state"] != "running", 30))["jobs"][0]
             assert job["id"] == res["jobId"] and job["state"] == "done", job
             assert job["result"]["stopped"] == "dry-run"
             await wait_progress_end(client, "sg: tuning")
@@ -583,17 +567,10 @@ async def test_tune_switches_the_workspace_to_the_tuned_model(tmp_path: Path):
     try:
         assert str(tiny) in str((await wait_ready(client, 60))["models"])
         res = await request(client, "sg/tune", {"configPath": tiny_config(tmp_path, tiny), "apply": True})
-        end = time.monotonic() + 120
-        while (job := (await request(client, "sg/status"))["jobs"][0])["state"] == "running":
-            assert time.monotonic() < end, job
-            await asyncio.sleep(0.2)
+        job = (await eventually(status_of(client), lambda st: st["jobs"][0]["state"] != "running", 120))["jobs"][0]
         assert job["id"] == res["jobId"] and job["state"] == "done" and job["result"]["applied"] is True, job
         tuned = job["result"]["out_dir"]
-        end = time.monotonic() + 60
-        while tuned not in str((status := await request(client, "sg/status"))["models"]) \
-                or status["state"] != "ready":
-            assert time.monotonic() < end, status
-            await asyncio.sleep(0.2)
+        await eventually(status_of(client), lambda st: tuned in str(st["models"]) and st["state"] == "ready", 60)
         found = await search(client, "compute the checksum", mode="semantic")
         assert found["results"] and tuned in str(found["models"])
         assert any("now searches with it" in m.message for m in client.messages)

@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.tune.mine import MineStats
-from engine.tune.public import (ALLOWED_LICENSES, EVAL_LIBRARIES, BenchPrints, PackageRecord, PackageSpec,
+from engine.tune.public import (ALLOWED_LICENSES, EVAL_LIBRARIES, PackageRecord, PackageSpec,
                                 PublicConfig, bench_prints, cap_per_package, check_packages, dedupe,
                                 extract_package, load_public_config, metadata_license, mine_package,
                                 normalize_name, skip_member, write_data_card)

@@ -268,7 +268,7 @@ def test_bad_inputs_on_disk(tmp_path: Path):
     assert st.returncode == 0 and "symlink-outside" in st.stdout + st.stderr and SECRET not in st.stdout
 
 
-def test_permission_denied_file_is_skipped_with_reason(tmp_path: Path):
+def test_permission_denied_file_is_skipped_with_reason(tmp_path: Path, unprivileged):
     import tempfile
     base = Path(tempfile.mkdtemp(prefix="sg-rel-perm-"))
     try:
@@ -283,13 +283,7 @@ def test_permission_denied_file_is_skipped_with_reason(tmp_path: Path):
         idx = base / "idx"
         idx.mkdir(mode=0o777)
         os.chmod(idx, 0o777)
-        as_root = os.geteuid() == 0
-        if as_root:
-            try:
-                os.seteuid(65534)
-            except OSError as exc:
-                pytest.skip(f"cannot drop privileges: {exc}")
-        try:
+        with unprivileged():
             eng = lexical_engine(root, idx)
             try:
                 eng.index()
@@ -297,9 +291,6 @@ def test_permission_denied_file_is_skipped_with_reason(tmp_path: Path):
                 paths = {c.path for c in eng.store.iter_chunks()}
             finally:
                 eng.close()
-        finally:
-            if as_root:
-                os.seteuid(0)
         assert paths == {"ok.py"}
         assert skips["locked.py"].reason == "unreadable" and "permission" in skips["locked.py"].detail
     finally:

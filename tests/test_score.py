@@ -232,6 +232,11 @@ def test_name_boost_splits_identifiers_and_prefixes():
     assert name_boost(["getUser"], "api/users.py", []) == 1.0  # get is a stop word; user ~ users
     assert name_boost(["token"], "engine/tokenizer.py", []) == 1.0
     assert name_boost(["form"], "engine/format.py", []) == 0.0  # too short for a prefix match
+    assert name_boost(["deprecation"], "core.py", ["_format_deprecated_label"]) == 1.0  # derived forms
+    assert name_boost(["validation"], "core.py", ["validate"]) == 1.0
+    assert name_boost(["transform"], "core.py", ["transfer"]) == 0.0  # "trans" is not enough of "transform"
+    assert name_boost(["parse"], "core.py", ["parallel"]) == 0.0
+    assert name_boost(["general"], "core.py", ["generate"]) == 0.0
     assert name_boost(["pool", "http"], "src/http/clientPool.py", []) == 0.75
 
 
