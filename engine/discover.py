@@ -560,6 +560,15 @@ def read_text(entry: FileEntry, settings: IndexSettings) -> str | Skip:
     return decode_text(entry.path, data)
 
 
+def buffer_text(entry: FileEntry, text: str, settings: IndexSettings) -> str | Skip:
+    """An editor's unsaved text of a file the walk accepted, held to the limits its bytes on disk would meet."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) > settings.max_file_bytes:
+        return Skip(entry.path, "too-large", f"unsaved text of {len(data)} bytes > max_file_bytes "
+                                             f"{settings.max_file_bytes}")
+    return decode_text(entry.path, data)
+
+
 def content_hash(text: str) -> str:
     """blake2b-128 hex of the UTF-8 text (lone surrogates passed through, never raises)."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import math
@@ -30,6 +31,7 @@ FORMAT_VERSION = 1
 _FILE_BATCH = 200
 _EMBED_BATCH = 128
 PRUNE_FROM_CHUNKS = 200  # below this, one chunk is too big a share to call a word common: BM25 keeps every word
+UNSAVED_MTIME = -1  # the mtime stored for a file indexed from an editor's unsaved text: never equal to the disk's
 POSTING_BUDGET = 0.5  # a search query's kept BM25 words may together fill at most this share of the chunks
 
 
@@ -232,9 +234,11 @@ class Engine:
         except OSError:
             return False
 
-    def _prepare(self, entry: FileEntry, stored_hash: str | None):
-        """Read and chunk one file outside the write transaction. Returns a Skip, 'same' or the rows to store."""
-        text = discover.read_text(entry, self.settings.index)
+    def _prepare(self, entry: FileEntry, stored_hash: str | None, buffer: str | None = None):
+        """Read (or take the editor's unsaved `buffer`) and chunk one file outside the write transaction. Returns a
+        Skip, 'same' or the rows to store."""
+        text = discover.read_text(entry, self.settings.index) if buffer is None else \
+            discover.buffer_text(entry, buffer, self.settings.index)
         if isinstance(text, Skip):
             return text
         fhash = discover.content_hash(text)
@@ -252,12 +256,13 @@ class Engine:
                          (path_tokens, " ".join(tokenize.tokenize_symbol(c.symbol)), " ".join(tokenize.tokenize(body)))))
         return fhash, language, rows
 
-    def _write_files(self, batch: list[FileEntry], stored: dict, skips: list[Skip]) -> int:
+    def _write_files(self, batch: list[FileEntry], stored: dict, skips: list[Skip],
+                     buffers: dict[str, str] | None = None) -> int:
         prepared = []
         for e in batch:
             old = stored.get(e.path)
             try:
-                res = self._prepare(e, old.hash if old else None)
+                res = self._prepare(e, old.hash if old else None, (buffers or {}).get(e.path))
             except Exception as exc:  # a chunker bug must not stop the index; record and go on
                 res = Skip(e.path, "unreadable", f"internal error while chunking: {exc!r}")
             prepared.append((e, res))
@@ -280,10 +285,17 @@ class Engine:
         self._sync_ann(removed, added)
         return changed
 
-    def update_files(self, paths: list[str], embed: bool = True) -> IndexReport:
-        """Re-index just these workspace-relative paths (on save / file-watch events)."""
+    def update_files(self, paths: list[str], embed: bool = True, buffers: dict[str, str] | None = None) -> IndexReport:
+        """Re-index just these workspace-relative paths (on save / file-watch events).
+
+        `buffers` maps paths to an editor's unsaved text, indexed in place of the file's bytes (the file must still
+        pass the walk's rules). Such a file is stored with mtime UNSAVED_MTIME, so the next scan that finds it
+        reads the disk again: an editor closed without saving, or a server killed, never leaves unsaved text in
+        the index for longer than that."""
         t0 = time.perf_counter()
         report = IndexReport()
+        buffers = buffers or {}
+        paths = list(dict.fromkeys([*paths, *buffers]))
         with self._writer:
             stored = self.store.files()
             entries, skips, gone = [], [], []
@@ -299,7 +311,7 @@ class Engine:
                     skips.append(item)
                     gone.append(item.path)
                 elif not self._is_index_path(item.path):
-                    entries.append(item)
+                    entries.append(dataclasses.replace(item, mtime_ns=UNSAVED_MTIME) if item.path in buffers else item)
             removed: list[int] = []
             with self.store.write() as con:
                 for p in gone:
@@ -307,7 +319,7 @@ class Engine:
                     report.removed += bool(ids)
                     removed += ids
             self._sync_ann(removed, [])
-            report.changed = self._write_files(entries, stored, skips)
+            report.changed = self._write_files(entries, stored, skips, buffers)
             with self.store.write() as con:
                 self.store.replace_skips(con, skips, paths=paths)
             report.files, report.skipped = len(entries), len(skips)

@@ -62,6 +62,7 @@ MODES = ("hybrid", "semantic", "lexical")
 SYMBOL_LIMIT = 50
 SAVE_DEBOUNCE = 0.05  # seconds; a save must be searchable within ~1 s
 WATCH_DEBOUNCE = 0.3  # external changes come in bursts (git checkout, code generators)
+CHANGE_DEBOUNCE = 1.0  # unsaved edits: while typing, the buffer is re-indexed at most once a second
 RESCAN_THRESHOLD = 500  # more changed paths than this: one incremental walk instead of per-file updates
 # Test hook: every search sleeps this long (cooperatively cancellable) so cancellation can be tested.
 _DEBUG_DELAY = float(os.environ.get("SG_LSP_DEBUG_SEARCH_DELAY", "0") or 0)
@@ -510,7 +511,7 @@ class Writer(threading.Thread):
         self.ls = ls
         self.cond = threading.Condition()
         self.tasks: deque[tuple[str, Callable[[], None]]] = deque()
-        self.pending: dict[Folder, dict[str, str]] = {}  # folder -> rel path -> changed | deleted | dir
+        self.pending: dict[Folder, dict[str, str]] = {}  # folder -> rel path -> changed | deleted | dir | buffer
         self.due: float | None = None
         self.stopping = False
         self.preempt: threading.Event | None = None
@@ -597,9 +598,14 @@ class Writer(threading.Thread):
                 self.submit(f"index:{folder.uri}", lambda f=folder: self.ls.index_folder(f), front=True)
                 continue
             embed = folder.index_complete and folder.models_ready and not folder.models_failed
+            buffers = {}
+            for rel in (p for p, k in changes.items() if k == "buffer"):  # unsaved edits: the open document's text
+                doc = self.ls.workspace.text_documents.get(unquote(self.ls.unsaved.get((folder.uri, rel), "")))
+                if doc is not None:
+                    buffers[rel] = doc.source
             t0 = time.perf_counter()
             try:
-                report = eng.update_files(paths, embed=embed)
+                report = eng.update_files(paths, embed=embed, buffers=buffers)
             except Exception as exc:
                 logger.exception("update_files failed")
                 self.ls.tell_user(types.MessageType.Error, f"sg: could not re-index {paths[0]}: {exc}")
@@ -722,6 +728,7 @@ class SgLanguageServer(LanguageServer):
         self.progress_cancellers: dict[Any, Callable[[], None]] = {}
         self.jobs: dict[str, Job] = {}
         self.tuned: dict[Path, str] = {}  # folder root -> model dir made by sg/tune, used until the server exits
+        self.unsaved: dict[tuple[str, str], str] = {}  # (folder uri, rel path) -> the uri of an edited open document
         self._job_ids = itertools.count(1)
         self._told: dict[str, float] = {}
         self._startup_messages: list[tuple[types.MessageType, str]] = []
@@ -1022,6 +1029,8 @@ class SgLanguageServer(LanguageServer):
             if hit is None or hit[0].ignored(hit[1]):
                 continue
             by_folder.setdefault(hit[0], {})[hit[1]] = kind
+            if kind == "buffer":
+                self.unsaved[(hit[0].uri, hit[1])] = uri
         for folder, changes in by_folder.items():
             self.writer.note_changes(folder, changes, delay)
 
@@ -1386,6 +1395,20 @@ def on_folders(ls: SgLanguageServer, params: types.DidChangeWorkspaceFoldersPara
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
 def on_save(ls: SgLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
     ls.note_uris([(params.text_document.uri, "changed")], SAVE_DEBOUNCE)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def on_change(ls: SgLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    """Unsaved edits are searchable too: the writer indexes the open document's text in place of the file."""
+    ls.note_uris([(params.text_document.uri, "buffer")], CHANGE_DEBOUNCE)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def on_close(ls: SgLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    """A document closed after edits: index the file as it is on disk again (its unsaved text is gone)."""
+    hit = ls.folder_for(params.text_document.uri)
+    if hit is not None and ls.unsaved.pop((hit[0].uri, hit[1]), None) is not None:
+        ls.note_uris([(params.text_document.uri, "changed")], SAVE_DEBOUNCE)
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)

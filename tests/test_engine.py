@@ -286,3 +286,27 @@ def test_similar_excludes_itself(ws: Path) -> None:
     with pytest.raises(BadQuery):
         eng.similar("../outside.py", 1)
     eng.close()
+
+
+def test_unsaved_buffer_is_indexed_until_the_disk_is_read_again(tmp_path: Path) -> None:
+    """An editor's unsaved text is searchable in place of the file; the next scan of the folder reads the disk again
+    (an editor closed without saving, or a killed server, leaves nothing behind); a buffer meets the file rules."""
+    write(tmp_path, {"src/geo.py": "def haversine(a, b):\n    return 0\n", "src/other.py": "x = 1\n"})
+    eng = Engine(tmp_path, load_settings(tmp_path, {"models": {"enabled": False}, "index": {"max_file_bytes": 4096}}))
+    eng.index()
+    typed = "def haversine(a, b):\n    return 0\n\n\ndef zebra_stripe_counter(rows):\n    return len(rows)\n"
+    rep = eng.update_files([], buffers={"src/geo.py": typed})
+    assert rep.changed == 1
+    assert eng.search("zebra stripe counter", mode="lexical").hits[0].symbol == "zebra_stripe_counter"
+    assert (tmp_path / "src/geo.py").read_text() != typed  # nothing was written to the file
+    eng.index()  # a scan: the stored mtime never matches the disk, so the file is read again
+    assert not [h for h in eng.search("zebra stripe counter", mode="lexical").hits if h.symbol == "zebra_stripe_counter"]
+    assert [h.symbol for h in eng.search("haversine", mode="lexical").hits] == ["haversine"]
+    # the rules a file on disk meets
+    eng.update_files([], buffers={"src/geo.py": "x = '" + "a" * 5000 + "'\n"})
+    assert {s.path: s.reason for s in eng.skipped()} == {"src/geo.py": "too-large"}
+    eng.update_files([], buffers={"src/geo.py": "x = '\x00'\n"})
+    assert {s.path: s.reason for s in eng.skipped()} == {"src/geo.py": "binary"}
+    eng.update_files(["src/geo.py"])  # the disk again
+    assert not eng.skipped() and eng.search("haversine", mode="lexical").hits
+    eng.close()

@@ -367,6 +367,32 @@ async def test_watched_file_events(lex: LanguageClient, workspace: Path):
     assert await poll_symbol(lex, "decode base85 payload", "decode_base85_payload", present=False)
 
 
+@module
+async def test_unsaved_edits_are_searchable_until_closed(lex: LanguageClient, workspace: Path):
+    path = workspace / "src/mathutil.py"
+    on_disk = path.read_text(encoding="utf-8")
+    uri = path.as_uri()
+    lex.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+        uri=uri, language_id="python", version=1, text=on_disk)))
+    lex.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(
+            text=on_disk + "\n\ndef gyroscope_drift_estimate(samples):\n    return sum(samples)\n")]))
+    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
+    assert path.read_text(encoding="utf-8") == on_disk
+    # closed without saving: the file on disk is what is indexed again
+    lex.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate", present=False)
+    assert await poll_symbol(lex, "sum of squares", "sum_of_squares")
+    # a change to a document the client never opened is a protocol error: logged, nothing indexed, still serving
+    lex.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=(workspace / "src/never_opened.py").as_uri(), version=1),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="def ghost_function_x():\n    pass\n")]))
+    await asyncio.sleep(1.5)
+    assert not [r for r in (await search(lex, "ghost function", mode="lexical"))["results"]
+                if r["symbol"] == "ghost_function_x"]
+
+
 async def poll_symbol(client: LanguageClient, query: str, symbol: str, present: bool = True,
                       timeout: float = 5.0) -> bool:
     await eventually(lambda: search(client, query, mode="lexical"),
