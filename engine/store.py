@@ -136,7 +136,7 @@ class Store:
         self.path = Path(path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._df_cache: tuple[tuple[int, int], dict[str, int]] = ((-1, -1), {})
+        self._df_cache: tuple[tuple[int, int, int], dict[str, int]] = ((-1, -1, -1), {})
         self._postings: Postings | None = None  # see warm_lexical
         self._postings_wanted = False
         self._postings_thread: threading.Thread | None = None
@@ -356,10 +356,11 @@ class Store:
         except sqlite3.OperationalError:
             return {}  # a query FTS5 cannot parse has no lexical matches
 
-    def _idf(self, tokens: list[str], con: sqlite3.Connection) -> tuple[dict[str, float], float, tuple[int, int]]:
-        """(idf of each query word that occurs, average row length, FTS totals) as FTS5's bm25() uses them."""
+    def _idf(self, tokens: list[str], con: sqlite3.Connection) -> tuple[dict[str, float], float, tuple[int, int, int]]:
+        """(idf of each query word that occurs, average row length, the index state: FTS rows, FTS tokens,
+        generation) as FTS5's bm25() uses them."""
         key, known = self._vocab(con)
-        n_rows, total = key
+        n_rows, total, _ = key
         if not n_rows:
             return {}, 0.0, key
         df = self._doc_freqs(list(dict.fromkeys(tokens)), con, known)
@@ -471,13 +472,16 @@ class Store:
 
     def doc_freqs(self, tokens: list[str], con: sqlite3.Connection | None = None) -> dict[str, int]:
         """How many chunks hold each token (the FTS5 vocabulary, through a per-connection temp fts5vocab table).
-        Cached until the index's row or token totals change."""
+        Cached until the next write."""
         con = con or self._con()
         return self._doc_freqs(tokens, con, self._vocab(con)[1])
 
-    def _vocab(self, con: sqlite3.Connection) -> tuple[tuple[int, int], dict[str, int]]:
-        """(fts_totals, the document counts known for that state of the index)."""
-        key = self.fts_totals(con)
+    def _vocab(self, con: sqlite3.Connection) -> tuple[tuple[int, int, int], dict[str, int]]:
+        """((FTS rows, FTS tokens, generation), the document counts known for that state of the index). The
+        generation is part of the key: an edit that keeps both totals (one word replaced by another) still
+        changes document counts, and a word searched before it was written must not stay at 0."""
+        gen = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        key = (*self.fts_totals(con), int(gen[0]) if gen else 0)
         cache = self._df_cache
         if cache[0] != key:
             cache = (key, {})

@@ -961,6 +961,10 @@ class SgLanguageServer(LanguageServer):
             break
         folder.index_complete = True
         folder.state = "ready"
+        # The walk read every file from disk: documents with unsaved edits get their text back.
+        edited = {rel: "buffer" for furi, rel in list(self.unsaved) if furi == folder.uri}
+        if edited:
+            self.writer.note_changes(folder, edited, SAVE_DEBOUNCE)
         eng.warm()
         st = eng.status()
         prog.end(f"{st.get('files', 0)} files, {st.get('chunks', 0)} chunks, {st.get('skipped', 0)} skipped "

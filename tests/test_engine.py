@@ -310,3 +310,18 @@ def test_unsaved_buffer_is_indexed_until_the_disk_is_read_again(tmp_path: Path) 
     eng.update_files(["src/geo.py"])  # the disk again
     assert not eng.skipped() and eng.search("haversine", mode="lexical").hits
     eng.close()
+
+
+def test_a_word_searched_before_it_is_written_is_found_once_written(tmp_path: Path) -> None:
+    """Document counts are cached per index state: an edit that keeps the row and token totals (one word replaced
+    by another) must still make a word that was searched before it existed findable (in-memory postings too)."""
+    write(tmp_path, {"a.py": "def alpha():\n    return 'zqbxa'\n", "b.py": "def beta():\n    return 'other'\n"})
+    eng = lexical_engine(tmp_path)
+    eng.index()
+    eng.warm()
+    eng.store.warm_lexical(wait=True)
+    assert eng.search("zqbxb", mode="lexical").hits == []
+    write(tmp_path, {"a.py": "def alpha():\n    return 'zqbxb'\n"})
+    eng.update_files(["a.py"])
+    assert [h.path for h in eng.search("zqbxb", mode="lexical").hits] == ["a.py"]
+    eng.close()

@@ -380,6 +380,11 @@ async def test_unsaved_edits_are_searchable_until_closed(lex: LanguageClient, wo
             text=on_disk + "\n\ndef gyroscope_drift_estimate(samples):\n    return sum(samples)\n")]))
     assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
     assert path.read_text(encoding="utf-8") == on_disk
+    # a walk of the folder reads the disk, then gives the edited document its text back
+    walks = finished_walks(lex)
+    await request(lex, "sg/reindex")
+    await eventually(lambda: finished_walks(lex) > walks)
+    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
     # closed without saving: the file on disk is what is indexed again
     lex.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
     assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate", present=False)
@@ -391,6 +396,11 @@ async def test_unsaved_edits_are_searchable_until_closed(lex: LanguageClient, wo
     await asyncio.sleep(1.5)
     assert not [r for r in (await search(lex, "ghost function", mode="lexical"))["results"]
                 if r["symbol"] == "ghost_function_x"]
+
+
+def finished_walks(client: LanguageClient) -> int:
+    return sum(1 for r in client.progress_reports.values() if r and isinstance(r[0], types.WorkDoneProgressBegin)
+               and "sg: indexing" in r[0].title and isinstance(r[-1], types.WorkDoneProgressEnd))
 
 
 async def poll_symbol(client: LanguageClient, query: str, symbol: str, present: bool = True,
