@@ -217,7 +217,12 @@ def _terms_match(a: str, b: str) -> bool:
 def _stems(words: Iterable[str]) -> frozenset[str]:
     """English (Snowball) stems of the words of 5+ letters: derived forms share one ("deprecation" ~ "deprecated",
     "validate" ~ "validation")."""
-    return frozenset(_STEMMER.stemWords([w for w in words if len(w) >= 5]))
+    return frozenset(_stem(w) for w in words if len(w) >= 5)
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    return _STEMMER.stemWord(word)  # ~10 us; names reuse few words, so nearly every call is a cache hit
 
 
 _EXTENSIONS = frozenset("""
@@ -308,7 +313,7 @@ def _name_share(terms: Sequence[str], stem_words: set[str] | frozenset[str], dir
 
 @functools.lru_cache(maxsize=1024)
 def _term_stems(terms: tuple[str, ...]) -> tuple[str | None, ...]:
-    return tuple(_STEMMER.stemWord(t) if len(t) >= 5 else None for t in terms)
+    return tuple(_stem(t) if len(t) >= 5 else None for t in terms)
 
 
 def chunk_name_boost(terms: tuple[str, ...], path: str, symbol: str) -> float:
