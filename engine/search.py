@@ -668,7 +668,7 @@ class Engine:
         pruned), so CJK words stay. Posting lists are also most of BM25's time on a 100K-chunk index. On
         find-similar (clones) the budget would cost 0.06: not used there."""
         share, n = self.settings.search.max_token_share, self._chunk_count()
-        latin = [t for t in tokens if not tokenize.has_cjk(t)]
+        latin = [t for t in tokens if not tokenize.has_cjk(t)]  # the words that may leave
         if n < PRUNE_FROM_CHUNKS or len(latin) <= 2 or share >= 1.0:
             return tokens
         df = self.store.doc_freqs(latin, con)
@@ -678,7 +678,7 @@ class Engine:
                 break
             kept.add(t)
             volume += df[t]
-        return [t for t in tokens if t in kept or tokenize.has_cjk(t)]
+        return [t for t in tokens if t in kept or t not in latin]
 
     def warm(self) -> None:
         """For long-lived use (the language server, benches): keep the lexical postings in memory too."""

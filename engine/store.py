@@ -209,7 +209,11 @@ class Store:
 
     # -- meta --------------------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        row = self._con().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return Store._get_meta(self._con(), key)
+
+    @staticmethod
+    def _get_meta(con: sqlite3.Connection, key: str) -> str | None:
+        row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     @staticmethod
@@ -257,8 +261,8 @@ class Store:
         file_id = cur.lastrowid
         # Chunk ids only grow (a high-water mark in meta): a row's id never names other content later, which the
         # in-memory postings rely on. SQLite alone would reuse the ids of the last file's chunks on its re-index.
-        row = con.execute("SELECT value FROM meta WHERE key = 'chunk_seq'").fetchone()
-        next_id = max(int(row[0]) if row else 0, con.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0])
+        next_id = max(int(Store._get_meta(con, "chunk_seq") or 0),
+                      con.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0])
         ids = []
         for ordinal, (c, route, chash, fts) in enumerate(chunks):
             next_id += 1
@@ -480,8 +484,7 @@ class Store:
         """((FTS rows, FTS tokens, generation), the document counts known for that state of the index). The
         generation is part of the key: an edit that keeps both totals (one word replaced by another) still
         changes document counts, and a word searched before it was written must not stay at 0."""
-        gen = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        key = (*self.fts_totals(con), int(gen[0]) if gen else 0)
+        key = (*self.fts_totals(con), int(Store._get_meta(con, "generation") or 0))
         cache = self._df_cache
         if cache[0] != key:
             cache = (key, {})

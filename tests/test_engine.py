@@ -139,17 +139,18 @@ def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
     queries = (("retry with exponential backoff", (1.0, 2.0, 1.0)), ("load config file path", (0.5, 1.0, 2.0)),
                ("ファイルを開く", (0.0, 0.0, 1.0)), ("open read json", (1.0, 2.0, 1.0)))
 
+    def same(got: dict[int, float], want: dict[int, float]) -> bool:
+        return set(got) == set(want) and all(abs(got[i] - want[i]) < 1e-9 * max(1, want[i]) for i in want)
+
     def check() -> None:
         con = store._con()
         for query, weights in queries:
             tokens = tokenize.tokenize_query(query)
             want = Store._fts_top(tokens, 1000, weights, con)
-            got = store.lexical(tokens, 1000, weights, con=con)
-            assert set(got) == set(want) and all(abs(got[i] - want[i]) < 1e-9 * max(1, want[i]) for i in want)
+            assert same(store.lexical(tokens, 1000, weights, con=con), want)
             top3 = store.lexical(tokens, 3, weights, con=con)
             assert sorted(top3.values(), reverse=True) == pytest.approx(sorted(want.values(), reverse=True)[:3])
-            fill = store.lexical(tokens, 0, weights, con=con, ids=list(want) + [10**9])
-            assert set(fill) == set(want) and all(abs(fill[i] - want[i]) < 1e-9 * max(1, want[i]) for i in want)
+            assert same(store.lexical(tokens, 0, weights, con=con, ids=list(want) + [10**9]), want)
 
     store.warm_lexical(wait=True)
     snap = store._postings

@@ -325,9 +325,9 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
     for u in units:
         by_file[u.row.path].append(u)
 
-    keep_docs = cfg.positive_docs == "rest"
+    keep_docs = cfg.positive_docs == "rest"  # positives keep their docstrings unless a caller strips them
 
-    def rendered(u: _Unit, *, strip: bool = True, symbol: str | None = None, text: str | None = None) -> str:
+    def rendered(u: _Unit, *, strip: bool = not keep_docs, symbol: str | None = None, text: str | None = None) -> str:
         row = dataclasses.replace(u.row, text=text or (u.stripped if strip else u.row.text),
                                   **({"symbol": symbol} if symbol is not None else {}))
         return render(row)
@@ -351,8 +351,8 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
                 continue
             if n > cfg.max_query_words:
                 q = " ".join(q.split()[: cfg.max_query_words])
-            candidates["doc"].append(Pair(q, rendered(u, text=u.rest), path=u.row.path, symbol=u.row.symbol,
-                                          kind="doc", language=u.row.language, key=u.key))
+            candidates["doc"].append(Pair(q, rendered(u, strip=True, text=u.rest), path=u.row.path,
+                                          symbol=u.row.symbol, kind="doc", language=u.row.language, key=u.key))
             if cfg.doc_paragraph_pairs:
                 para = first_paragraph(u.doc, cfg.max_query_words)
                 if len(_words(para)) >= n + 3:
@@ -370,7 +370,7 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
             if len(words) < cfg.min_name_words or not code_ok(u):
                 continue
             # the symbol's own words leave the rendered header, so the pair is not a pure copy
-            candidates["name"].append(Pair(" ".join(words), rendered(u, symbol="", strip=not keep_docs),
+            candidates["name"].append(Pair(" ".join(words), rendered(u, symbol=""),
                                            path=u.row.path, symbol=u.row.symbol, kind="name",
                                            language=u.row.language, key=u.key))
     if cfg.class_pairs:
@@ -387,7 +387,7 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
                 continue
             m = rng.choice(methods)
             leaf = m.row.symbol[len(prefix):]
-            candidates["class"].append(Pair(q, rendered(m, symbol=leaf, strip=not keep_docs), path=m.row.path,
+            candidates["class"].append(Pair(q, rendered(m, symbol=leaf), path=m.row.path,
                                             symbol=m.row.symbol, kind="class", language=m.row.language,
                                             key=m.key))
     if cfg.import_pairs and root is not None:
@@ -415,7 +415,7 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
                 q = " ".join(words + mod_words)
                 if len(_words(q)) < cfg.min_name_words:
                     continue
-                candidates["import"].append(Pair(q, rendered(u, strip=not keep_docs), path=u.row.path,
+                candidates["import"].append(Pair(q, rendered(u), path=u.row.path,
                                                  symbol=u.row.symbol, kind="import", language=u.row.language,
                                                  key=u.key))
 
