@@ -1,3 +1,42 @@
-"""sg engine: discovery, chunking, storage, embeddings and ranking. Knows nothing of LSP."""
+"""sg engine: discovery, chunking, storage, embeddings and ranking. Knows nothing of LSP.
+
+The public API is what this module exports; the CLI, the language server and the tuner use nothing else.
+Names load lazily, so `import engine` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Engine": "engine.search",
+    "IndexReport": "engine.search",
+    "SearchResult": "engine.search",
+    "Settings": "engine.settings",
+    "load_settings": "engine.settings",
+    "Hit": "engine.records",
+    "Skip": "engine.records",
+    "MODES": "engine.records",
+    "Progress": "engine.records",
+    "split_lines": "engine.text",
+    "SgError": "engine.errors",
+    "BadQuery": "engine.errors",
+    "ConfigError": "engine.errors",
+    "ModelError": "engine.errors",
+    "StoreError": "engine.errors",
+    "SpecError": "engine.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
+MODES = ("hybrid", "semantic", "lexical")  # search modes, the default first
+Progress = Callable[[str, int, int], None]  # progress callback: (phase, done, total)
 
 
 @dataclass(frozen=True)
