@@ -1003,7 +1003,7 @@ def test_cpp_header_detection() -> None:
 def test_parse_time_budget_falls_back_to_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     """A parse over budget is really cancelled by tree-sitter (budget set to zero here) and the file still
     gets line windows; the cached parser stays usable afterwards."""
-    import engine.chunk as chunk_mod
+    import engine.chunk.tree as chunk_mod
 
     _, text, expected, _ = SAMPLES["rust"]
     monkeypatch.setattr(chunk_mod, "PARSE_SECONDS", 0.0)
@@ -1013,3 +1013,41 @@ def test_parse_time_budget_falls_back_to_windows(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(chunk_mod, "PARSE_SECONDS", 3.0)
     assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunk_file("point.rs", text, IndexSettings())] \
         == expected
+
+
+def test_every_language_has_a_naming_rule_or_is_not_parsed() -> None:
+    """Each language of the extension table is either parsed by tree-sitter and named by its own NAMING entry, or
+    knowingly left to prose sections, PDF pages or line windows (where nothing is named). No rule is orphaned."""
+    from engine.chunk.languages import _EXT, _NAMES, LANGS, PROSE
+    from engine.chunk.naming import DEFAULT_RULE, NAMING
+
+    tree_grammars = {LANGS[lang].grammar for lang in LANGS}
+    for lang in sorted(set(_EXT.values()) | set(_NAMES.values())):
+        if lang in LANGS:
+            assert LANGS[lang].grammar in NAMING, f"{lang} is parsed but has no naming rule"
+        else:
+            assert lang in PROSE or lang == "pdf" or lang not in tree_grammars, lang
+    assert set(NAMING) == tree_grammars
+    # A grammar without an entry names nothing: its files get module/window chunks, never guessed symbols.
+    assert not DEFAULT_RULE.classes and not DEFAULT_RULE.functions
+
+
+def test_a_rule_entry_alone_names_a_new_node_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registering a NameRule for a grammar is enough to make a new node type a definition and to name it: here
+    Bash variable assignments, first by their `name` field, then by a special namer."""
+    from engine.chunk.naming import NAMING, NameRule
+
+    text = "GREETING=hello\n\ngreet() {\n  echo \"$GREETING\"\n}\n"
+    before = {(c.kind, c.symbol) for c in chunk_file("greet.sh", text, IndexSettings())}
+    assert ("function", "greet") in before and ("function", "GREETING") not in before
+    rule = NameRule(functions=frozenset({"function_definition", "variable_assignment"}), max_name=200)
+    monkeypatch.setitem(NAMING, "bash", rule)
+    chunks = chunk_file("greet.sh", text, IndexSettings())
+    check_spans(text, chunks)
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("function", "GREETING", 1, 1), ("function", "greet", 3, 5)]
+    monkeypatch.setitem(NAMING, "bash", NameRule(
+        functions=rule.functions,
+        special={"variable_assignment": lambda tc, node, role, _container:
+                 (role, "$" + tc.t(node.child_by_field_name("name")), "", None)}))
+    assert {c.symbol for c in chunk_file("greet.sh", text, IndexSettings())} == {"$GREETING", "greet"}
