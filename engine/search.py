@@ -32,6 +32,7 @@ _EMBED_BATCH = 128
 PRUNE_FROM_CHUNKS = 200  # below this, one chunk is too big a share to call a word common: BM25 keeps every word
 UNSAVED_MTIME = -1  # the mtime stored for a file indexed from an editor's unsaved text: never equal to the disk's
 POSTING_BUDGET = 0.5  # a search query's kept BM25 words may together fill at most this share of the chunks
+GC_MIN, GC_SHARE = 200, 0.1  # vectors are collected once this many chunks (and this share) were removed since
 
 
 @dataclass
@@ -230,6 +231,7 @@ class Engine:
                 con.execute("DELETE FROM chunks")
                 con.execute("DELETE FROM files")
                 self.store._set_meta(con, "lexical", fp)
+                self.store._set_meta(con, "gc_hold", "1")  # until every file is read again (_collect_garbage)
 
     # -- indexing ----------------------------------------------------------------------------------------------
     def index(self, progress: Progress | None = None, cancel: threading.Event | None = None,
@@ -255,12 +257,15 @@ class Engine:
                 removed = [i for p in gone for i in self.store.delete_file(con, p)]
             report.removed = len(gone)
             self._sync_ann(removed, [])
+            dropped = len(removed)
             for start in range(0, len(todo), _FILE_BATCH):
                 if cancel is not None and cancel.is_set():
                     report.cancelled = True
                     break
                 batch = todo[start:start + _FILE_BATCH]
-                report.changed += self._write_files(batch, stored, skips)
+                changed, n = self._write_files(batch, stored, skips)
+                report.changed += changed
+                dropped += n
                 if progress:
                     progress("files", min(start + _FILE_BATCH, len(todo)), len(todo))
             if progress and not todo:
@@ -272,9 +277,28 @@ class Engine:
                 self._ensure_models()
                 report.embedded, report.cancelled = self._embed_missing(progress, cancel)
             report.chunks = self.store.counts()["chunks"]
+            self._collect_garbage(dropped, complete=not report.cancelled)
             self._save_ann()
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _collect_garbage(self, dropped: int, complete: bool = False) -> None:
+        """Vectors are keyed by content, so an edited function leaves the vectors of its old text behind. Once the
+        chunks dropped since the last collection reach GC_SHARE of the index (and at least GC_MIN), delete every
+        vector no chunk refers to: the store stays bounded however often files are saved. Not after a lexical
+        reset until a complete index has read every file again: till then the vectors of files not yet re-read
+        are still wanted. Searches are unaffected: each reads one committed snapshot."""
+        hold = self.store.get_meta("gc_hold") == "1"
+        if hold and complete:
+            self.store.set_meta("gc_hold", "0")
+            hold = False
+        before = int(self.store.get_meta("dropped_since_gc") or 0)
+        dead = before + dropped
+        if not hold and dead >= max(GC_MIN, GC_SHARE * self._chunk_count()):
+            self.store.gc_vectors()
+            dead = 0
+        if dead != before:  # every write bumps the generation: none when nothing changed (the ANN file stays current)
+            self.store.set_meta("dropped_since_gc", str(dead))
 
     def _is_index_path(self, rel: str) -> bool:
         try:
@@ -305,7 +329,8 @@ class Engine:
         return fhash, language, rows
 
     def _write_files(self, batch: list[FileEntry], stored: dict, skips: list[Skip],
-                     buffers: dict[str, str] | None = None) -> int:
+                     buffers: dict[str, str] | None = None) -> tuple[int, int]:
+        """Read, chunk and store a batch of files in one transaction: (files changed, chunk rows dropped)."""
         prepared = []
         for e in batch:
             old = stored.get(e.path)
@@ -331,7 +356,7 @@ class Engine:
                     added += new
                     changed += 1
         self._sync_ann(removed, added)
-        return changed
+        return changed, len(removed)
 
     def update_files(self, paths: list[str], embed: bool = True, buffers: dict[str, str] | None = None) -> IndexReport:
         """Re-index just these workspace-relative paths (on save / file-watch events).
@@ -367,13 +392,14 @@ class Engine:
                     report.removed += bool(ids)
                     removed += ids
             self._sync_ann(removed, [])
-            report.changed = self._write_files(entries, stored, skips, buffers)
+            report.changed, dropped = self._write_files(entries, stored, skips, buffers)
             with self.store.write() as con:
                 self.store.replace_skips(con, skips, paths=paths)
             report.files, report.skipped = len(entries), len(skips)
             if embed and self.settings.models.enabled:
                 self._ensure_models()
                 report.embedded, _ = self._embed_missing(None, None)
+            self._collect_garbage(len(removed) + dropped)
         report.seconds = time.perf_counter() - t0
         return report
 
