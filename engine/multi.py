@@ -32,24 +32,25 @@ def _inside(path: Path, root: Path) -> str | None:
 def scope_patterns(patterns: list[Any] | None, roots: list[Path]) -> list[list[str] | None]:
     """Glob patterns per root. A relative pattern applies to every root; an absolute path only to the root that
     holds it (made relative to it); a pattern that reaches outside (any '..', or an absolute path in no root) is
-    refused with BadQuery, so a scope can never leave the workspace. None or [] means no scope."""
+    refused with BadQuery, so a scope can never leave the workspace. No patterns (None or []): None for every
+    root (no scope); else a root that no pattern reaches gets [] (search_many leaves it out)."""
     if not patterns:
         return [None] * len(roots)
     if not isinstance(patterns, list) or len(patterns) > MAX_PATTERNS or \
             not all(isinstance(p, str) and p for p in patterns):
-        raise BadQuery(f"paths must be a list of at most {MAX_PATTERNS} non-empty glob patterns")
-    out: list[list[str] | None] = [None] * len(roots)
+        raise BadQuery(f"'paths' must be an array of at most {MAX_PATTERNS} non-empty strings")
+    out: list[list[str] | None] = [[] for _ in roots]  # a root no pattern reaches is not searched
     for p in patterns:
         if not Path(p).is_absolute():
             if ".." in PurePosixPath(p.replace("\\", "/")).parts:
                 raise BadQuery(f"path pattern {p!r} reaches outside the workspace")
             for i in range(len(roots)):
-                out[i] = [*(out[i] or []), p.rstrip("/") or "*"]
+                out[i].append(p.rstrip("/") or "*")
             continue
         for i, root in enumerate(roots):
             rel = _inside(Path(p), root)
             if rel is not None and ".." not in PurePosixPath(rel).parts:
-                out[i] = [*(out[i] or []), rel if rel != "." else "*"]
+                out[i].append(rel if rel != "." else "*")
                 break
         else:
             raise BadQuery(f"path {p!r} is outside the workspace")

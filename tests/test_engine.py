@@ -327,3 +327,83 @@ def test_a_word_searched_before_it_is_written_is_found_once_written(tmp_path: Pa
     eng.update_files(["a.py"])
     assert [h.path for h in eng.search("zqbxb", mode="lexical").hits] == ["a.py"]
     eng.close()
+
+
+# -- the public API the server and the CLI use ------------------------------------------------------------------
+def test_chunk_at_one_rule_for_lines_and_columns(ws: Path) -> None:
+    """The innermost function, method or class chunk that encloses the position (a column before a chunk's start
+    on its first line is outside it), else the innermost chunk of any kind; similar() starts from the same chunk."""
+    eng = lexical_engine(ws)
+    eng.index()
+    method = eng.chunk_at("io/files.py", 13)  # inside ConfigLoader.load_yaml (lines 12-14, from column 4)
+    assert method is not None and method.symbol == "ConfigLoader.load_yaml" and method.kind == "method"
+    assert (method.start_line, method.start_col, method.end_line) == (12, 4, 14)
+    assert eng.chunk_at(str(ws / "io/files.py"), 13) == method  # an absolute path inside the workspace
+    assert eng.chunk_at("io/files.py", 12, 4) == method and eng.chunk_at("io/files.py", 12) == method
+    assert eng.chunk_at("io/files.py", 12, 3) is None  # the indentation before `def` is outside the method
+    assert eng.chunk_at("io/files.py", 14, method.end_col + 1) is None
+    assert eng.chunk_at("io/files.py", 9).kind == "class"
+    assert eng.chunk_at("io/files.py", 3).symbol == "read_json_file"
+    assert eng.chunk_at("io/files.py", 999) is None and eng.chunk_at("nowhere.py", 1) is None
+    with pytest.raises(BadQuery):
+        eng.chunk_at("../outside.py", 1)
+    res = eng.similar("io/files.py", 13, k=3, mode="lexical")
+    assert all(h.symbol != "ConfigLoader.load_yaml" for h in res.hits)
+    eng.close()
+
+
+def test_needs_rescan_only_for_a_deleted_folder_of_indexed_files(ws: Path) -> None:
+    eng = lexical_engine(ws)
+    eng.index()
+    assert eng.needs_rescan(["net"]) and eng.needs_rescan(["io/"])
+    assert not eng.needs_rescan(["net/retry.py"]) and not eng.needs_rescan(["ne", "nothing/here"])
+    eng.close()
+
+
+def test_configure_applies_search_settings_in_place_and_refuses_index_changes(ws: Path) -> None:
+    eng = lexical_engine(ws)
+    new = load_settings(ws, {"models": {"enabled": False}, "search": {"max_results": 5}})
+    assert eng.configure(new) and eng.settings.search.max_results == 5
+    with pytest.raises(BadQuery, match="between 1 and 5"):
+        eng.search("retry", k=6, mode="lexical")
+    changed = load_settings(ws, {"models": {"enabled": False}, "index": {"max_chunk_lines": 40}})
+    assert not eng.configure(changed) and eng.settings.search.max_results == 5
+    eng.close()
+
+
+def test_search_answers_lexically_while_models_are_not_ready(ws: Path) -> None:
+    """With wait_for_models=False a search never blocks on the models: lexical results, said in a note."""
+    eng = Engine(ws, load_settings(ws))  # models enabled, not loaded yet
+    eng.index(embed=False)
+    assert eng.model_state()[0] == "not loaded"
+    res = eng.search("retry with exponential backoff", k=3, wait_for_models=False)
+    assert res.mode == "lexical" and res.hits[0].symbol == "retry_with_backoff"
+    assert "models are still loading: lexical results only" in res.notes
+    assert eng.model_state()[0] == "not loaded"  # and it did not start loading them either
+    eng.close()
+
+
+def test_search_many_merges_folders_and_scopes_paths(tmp_path: Path) -> None:
+    from engine import MultiResult, Target, scope_patterns, search_many
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, {"net/retry.py": FILES["net/retry.py"]})
+    write(b, {"io/files.py": FILES["io/files.py"], "net/backoff.py": "def backoff_delay(i):\n    return 2 ** i\n"})
+    ea, eb = lexical_engine(a), lexical_engine(b)
+    ea.index()
+    eb.index()
+    targets = [Target("a", ea), Target("b", eb, indexing=True)]
+    res = search_many(targets, "retry backoff", k=5, mode="lexical")
+    assert isinstance(res, MultiResult) and {i for i, _ in res.hits} == {0, 1}
+    assert [h.score for _, h in res.hits] == sorted((h.score for _, h in res.hits), reverse=True)
+    assert "b: still indexing; results come from what is indexed so far" in res.notes
+    only_b = search_many(targets, "retry backoff", k=5, mode="lexical", paths=[str(b / "net")])
+    assert only_b.hits and {i for i, _ in only_b.hits} == {1}
+    assert scope_patterns(["net/*.py", str(b / "io")], [a, b]) == [["net/*.py"], ["net/*.py", "io"]]
+    for bad in (["../x"], [str(tmp_path / "elsewhere")], "net", [""]):
+        with pytest.raises(BadQuery):
+            scope_patterns(bad, [a, b])
+    broken = search_many([Target("a", ea), Target("b", eb, error="index is locked")], "retry", k=3, mode="lexical")
+    assert broken.hits and "b: not searched: index is locked" in broken.notes
+    ea.close()
+    eb.close()
