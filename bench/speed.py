@@ -81,10 +81,9 @@ def main() -> int:
     if "lexical" in args.modes:  # the baseline: FTS5 ranks, as in a one-shot `sg search`
         out["search_lexical_fts5_ms"] = timed("lexical")
     t0 = time.perf_counter()
-    eng.warm()  # the language server's state: BM25 postings in memory too
-    eng.store.warm_lexical(wait=True)
+    eng.warm(wait=True)  # the language server's state: BM25 postings in memory too
     out["postings_read_s"] = time.perf_counter() - t0
-    out["postings_mb"] = eng.store._postings.nbytes / 1e6 if eng.store._postings is not None else 0.0
+    out["postings_mb"] = eng.backend.lexical.nbytes / 1e6
     sp = next(iter(eng.spaces.values()), None)
     if sp is not None:
         sp.embedder.embed_queries(["warm up"])

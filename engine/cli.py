@@ -36,7 +36,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _settings(args: argparse.Namespace, root: Path | None) -> Settings:
     problems: list[str] = []
-    settings = load_settings(root, _overrides(args), problems)
+    settings = load_settings(root, _overrides(args), problems, lenient=True)
     for p in problems:
         _err(f"warning: {p}")
     return settings
@@ -123,12 +123,18 @@ def _hit_dict(h, explain: bool) -> dict:
 
 
 def _print_hits(res, explain: bool) -> None:
+    """Hits for a person: rich on a terminal; off one (a pipe, a file) plain lines that never wrap, one line per
+    hit (`path:line  symbol  score`) with its snippet indented under it, so grep and head never cut a hit in two.
+    Notes and the summary go to stderr off a terminal."""
+    for note in res.notes:
+        _err(f"sg: {note}")
+    if not sys.stdout.isatty():
+        _print_plain(res, explain)
+        return
     from rich.console import Console
     from rich.markup import escape
 
     con = Console(highlight=False)
-    for note in res.notes:
-        _err(f"sg: {note}")
     if explain:
         from .route import explain_route
 
@@ -144,6 +150,23 @@ def _print_hits(res, explain: bool) -> None:
         for line in h.snippet.splitlines()[:3]:
             con.print("    " + escape(line[:160]))
     con.print(f"[dim]{len(res.hits)} results in {res.elapsed_ms:.0f} ms ({res.mode})[/dim]")
+
+
+def _print_plain(res, explain: bool) -> None:
+    out = []
+    if explain:
+        from .route import explain_route
+
+        out.append(f"route: {explain_route(res.route)}; models: "
+                   f"{', '.join(f'{k}={v}' for k, v in res.models.items())}")
+    for h in res.hits:
+        out.append(f"{h.path}:{h.start_line}  {h.symbol or h.kind}  {h.score:.3f}")
+        if explain:
+            out.append("    " + "  ".join(f"{k}={v:.3f}" for k, v in h.components.items()))
+        out.extend("    " + line for line in h.snippet.splitlines()[:3])
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+    _err(f"sg: {len(res.hits)} results in {res.elapsed_ms:.0f} ms ({res.mode})" if res.hits else "sg: no results")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -195,8 +218,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     root = Path(args.path)
     engine = _open_engine(args, root)
     try:
-        st = engine.store.counts()
-        st.update({"root": str(engine.root), "index": str(engine.store.path)})
+        st = engine.status()
         skipped = engine.skipped()
     finally:
         engine.close()

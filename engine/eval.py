@@ -7,10 +7,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .errors import SpecError
-from .records import Hit
+from .records import Hit, Progress
 from .settings import Settings, load_settings
 
 
@@ -110,7 +109,7 @@ def default_index_dir(corpus: Path, settings: Settings) -> Path:
 
 
 def run_eval(spec_path: str | Path, mode: str = "hybrid", settings: Settings | None = None,
-             index_dir: str | Path | None = None, progress: Callable[[str, int, int], None] | None = None,
+             index_dir: str | Path | None = None, progress: Progress | None = None,
              keep_misses: bool = False, engine_factory=None) -> EvalResult:
     """Index the spec's corpus (cached, incremental) and score every query."""
     import time

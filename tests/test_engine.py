@@ -11,7 +11,7 @@ from engine import tokenize
 from engine.errors import BadQuery
 from engine.search import Engine
 from engine.settings import load_settings
-from engine.store import Store
+from engine.lexical import Lexical
 
 FILES = {
     "net/retry.py": '''
@@ -91,22 +91,23 @@ def test_index_and_lexical_search(ws: Path) -> None:
 def test_common_words_leave_bm25(tmp_path: Path, monkeypatch) -> None:
     """From PRUNE_FROM_CHUNKS chunks on, query words in more than max_token_share of the chunks are left out of
     BM25; the two rarest words always stay, and so do CJK words. Lowered here for a small corpus."""
-    import engine.search as search_mod
+    import engine.rank as rank_mod
+    from engine.rank import prune_common
 
     files = {f"m{i}.py": f"def helper_{i}(value):\n    return value + {i}\n" for i in range(30)}
     files["net/retry.py"] = "def retry_with_backoff(value):\n    return value\n"
     write(tmp_path, files)
     eng = lexical_engine(tmp_path)
     eng.index()
-    with eng.store.read() as con:
-        assert eng._prune_common(["value", "retry", "backoff"], con) == ["value", "retry", "backoff"]  # 31 chunks
-    monkeypatch.setattr(search_mod, "PRUNE_FROM_CHUNKS", 0)
-    with eng.store.read() as con:
-        assert eng.store.doc_freqs(["value", "backoff", "nosuchword"], con) == {"value": 31, "backoff": 1,
-                                                                               "nosuchword": 0}
-        assert eng._prune_common(["value", "retry", "backoff"], con) == ["retry", "backoff"]
-        assert eng._prune_common(["value", "return", "backoff"], con) == ["value", "backoff"]  # rarest two
-        assert eng._prune_common(["value", "return", "backoff", "値"], con) == ["value", "backoff", "値"]
+    share = eng.settings.search.max_token_share
+    with eng.backend.view() as v:
+        assert prune_common(["value", "retry", "backoff"], v, share) == ["value", "retry", "backoff"]  # 31 chunks
+    monkeypatch.setattr(rank_mod, "PRUNE_FROM_CHUNKS", 0)
+    with eng.backend.view() as v:
+        assert v.doc_freqs(["value", "backoff", "nosuchword"]) == {"value": 31, "backoff": 1, "nosuchword": 0}
+        assert prune_common(["value", "retry", "backoff"], v, share) == ["retry", "backoff"]
+        assert prune_common(["value", "return", "backoff"], v, share) == ["value", "backoff"]  # rarest two
+        assert prune_common(["value", "return", "backoff", "値"], v, share) == ["value", "backoff", "値"]
     assert eng.search("retry value with backoff", mode="lexical").hits[0].path == "net/retry.py"
     eng.close()
 
@@ -115,16 +116,17 @@ def test_bm25_of_given_rows_equals_fts5(ws: Path) -> None:
     """Hybrid fill-in scores chosen rows with the store's own BM25; it must be FTS5's bm25() exactly."""
     eng = lexical_engine(ws)
     eng.index()
-    con = eng.store._con()
-    assert eng.store.fts_totals(con) == (con.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0],
+    con = eng.store.connection()
+    lex = eng.backend.lexical
+    assert lex.fts_totals(con) == (con.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0],
                                          con.execute("SELECT SUM(cnt) FROM temp.chunks_vocab").fetchone()[0])
     for query, weights in (("retry with exponential backoff", (1.0, 2.0, 1.0)), ("load yaml config", (0.5, 1.0, 2.0)),
                            ("ファイルを開く", (0.0, 0.0, 1.0))):
         tokens = tokenize.tokenize_query(query)
-        top = eng.store.lexical(tokens, 50, weights)
+        top = lex.scores(tokens, 50, weights)
         assert top
         ids = list(top) + [999_999]
-        mine = eng.store._bm25_of(tokens, ids, weights, con)
+        mine = lex._bm25_of(tokens, ids, weights, con)
         assert set(mine) == set(top) and all(abs(mine[i] - top[i]) < 1e-9 * max(1, top[i]) for i in top)
     eng.close()
 
@@ -135,7 +137,7 @@ def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
     write(ws, {f"pkg/m{i}.py": f"def load_config_{i}(path):\n    return open(path).read() + '{i}'\n" for i in range(8)})
     eng = lexical_engine(ws)
     eng.index()
-    store = eng.store
+    store, lex = eng.store, eng.backend.lexical
     queries = (("retry with exponential backoff", (1.0, 2.0, 1.0)), ("load config file path", (0.5, 1.0, 2.0)),
                ("ファイルを開く", (0.0, 0.0, 1.0)), ("open read json", (1.0, 2.0, 1.0)))
 
@@ -143,17 +145,17 @@ def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
         return set(got) == set(want) and all(abs(got[i] - want[i]) < 1e-9 * max(1, want[i]) for i in want)
 
     def check() -> None:
-        con = store._con()
+        con = store.connection()
         for query, weights in queries:
             tokens = tokenize.tokenize_query(query)
-            want = Store._fts_top(tokens, 1000, weights, con)
-            assert same(store.lexical(tokens, 1000, weights, con=con), want)
-            top3 = store.lexical(tokens, 3, weights, con=con)
+            want = Lexical._fts_top(tokens, 1000, weights, con)
+            assert same(lex.scores(tokens, 1000, weights, con=con), want)
+            top3 = lex.scores(tokens, 3, weights, con=con)
             assert sorted(top3.values(), reverse=True) == pytest.approx(sorted(want.values(), reverse=True)[:3])
-            assert same(store.lexical(tokens, 0, weights, con=con, ids=list(want) + [10**9]), want)
+            assert same(lex.scores(tokens, 0, weights, con=con, ids=list(want) + [10**9]), want)
 
-    store.warm_lexical(wait=True)
-    snap = store._postings
+    eng.warm(wait=True)
+    snap = lex._postings
     assert snap is not None and len(snap) == store.counts()["chunks"]
     check()
     before = max(i for ids in _ids(eng).values() for i in ids)
@@ -163,7 +165,7 @@ def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
     (ws / "pkg/m0.py").unlink()
     eng.update_files([last, "pkg/new.py", "pkg/m0.py"])
     assert min(_ids(eng)["pkg/new.py"] | _ids(eng)[last]) > before
-    assert store._postings is snap  # the same snapshot, now behind the store
+    assert lex._postings is snap  # the same snapshot, now behind the store
     check()
     eng.close()
 
@@ -319,10 +321,89 @@ def test_a_word_searched_before_it_is_written_is_found_once_written(tmp_path: Pa
     write(tmp_path, {"a.py": "def alpha():\n    return 'zqbxa'\n", "b.py": "def beta():\n    return 'other'\n"})
     eng = lexical_engine(tmp_path)
     eng.index()
-    eng.warm()
-    eng.store.warm_lexical(wait=True)
+    eng.warm(wait=True)
     assert eng.search("zqbxb", mode="lexical").hits == []
     write(tmp_path, {"a.py": "def alpha():\n    return 'zqbxb'\n"})
     eng.update_files(["a.py"])
     assert [h.path for h in eng.search("zqbxb", mode="lexical").hits] == ["a.py"]
     eng.close()
+
+
+# -- the public API the server and the CLI use ------------------------------------------------------------------
+def test_chunk_at_one_rule_for_lines_and_columns(ws: Path) -> None:
+    """The innermost function, method or class chunk that encloses the position (a column before a chunk's start
+    on its first line is outside it), else the innermost chunk of any kind; similar() starts from the same chunk."""
+    eng = lexical_engine(ws)
+    eng.index()
+    method = eng.chunk_at("io/files.py", 13)  # inside ConfigLoader.load_yaml (lines 12-14, from column 4)
+    assert method is not None and method.symbol == "ConfigLoader.load_yaml" and method.kind == "method"
+    assert (method.start_line, method.start_col, method.end_line) == (12, 4, 14)
+    assert eng.chunk_at(str(ws / "io/files.py"), 13) == method  # an absolute path inside the workspace
+    assert eng.chunk_at("io/files.py", 12, 4) == method and eng.chunk_at("io/files.py", 12) == method
+    assert eng.chunk_at("io/files.py", 12, 3) is None  # the indentation before `def` is outside the method
+    assert eng.chunk_at("io/files.py", 14, method.end_col + 1) is None
+    assert eng.chunk_at("io/files.py", 9).kind == "class"
+    assert eng.chunk_at("io/files.py", 3).symbol == "read_json_file"
+    assert eng.chunk_at("io/files.py", 999) is None and eng.chunk_at("nowhere.py", 1) is None
+    with pytest.raises(BadQuery):
+        eng.chunk_at("../outside.py", 1)
+    res = eng.similar("io/files.py", 13, k=3, mode="lexical")
+    assert all(h.symbol != "ConfigLoader.load_yaml" for h in res.hits)
+    eng.close()
+
+
+def test_needs_rescan_only_for_a_deleted_folder_of_indexed_files(ws: Path) -> None:
+    eng = lexical_engine(ws)
+    eng.index()
+    assert eng.needs_rescan(["net"]) and eng.needs_rescan(["io/"])
+    assert not eng.needs_rescan(["net/retry.py"]) and not eng.needs_rescan(["ne", "nothing/here"])
+    eng.close()
+
+
+def test_configure_applies_search_settings_in_place_and_refuses_index_changes(ws: Path) -> None:
+    eng = lexical_engine(ws)
+    new = load_settings(ws, {"models": {"enabled": False}, "search": {"max_results": 5}})
+    assert eng.configure(new) and eng.settings.search.max_results == 5
+    with pytest.raises(BadQuery, match="between 1 and 5"):
+        eng.search("retry", k=6, mode="lexical")
+    changed = load_settings(ws, {"models": {"enabled": False}, "index": {"max_chunk_lines": 40}})
+    assert not eng.configure(changed) and eng.settings.search.max_results == 5
+    eng.close()
+
+
+def test_search_answers_lexically_while_models_are_not_ready(ws: Path) -> None:
+    """With wait_for_models=False a search never blocks on the models: lexical results, said in a note."""
+    eng = Engine(ws, load_settings(ws))  # models enabled, not loaded yet
+    eng.index(embed=False)
+    assert eng.model_state()[0] == "not loaded"
+    res = eng.search("retry with exponential backoff", k=3, wait_for_models=False)
+    assert res.mode == "lexical" and res.hits[0].symbol == "retry_with_backoff"
+    assert "models are still loading: lexical results only" in res.notes
+    assert eng.model_state()[0] == "not loaded"  # and it did not start loading them either
+    eng.close()
+
+
+def test_search_many_merges_folders_and_scopes_paths(tmp_path: Path) -> None:
+    from engine import MultiResult, Target, scope_patterns, search_many
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, {"net/retry.py": FILES["net/retry.py"]})
+    write(b, {"io/files.py": FILES["io/files.py"], "net/backoff.py": "def backoff_delay(i):\n    return 2 ** i\n"})
+    ea, eb = lexical_engine(a), lexical_engine(b)
+    ea.index()
+    eb.index()
+    targets = [Target("a", ea), Target("b", eb, indexing=True)]
+    res = search_many(targets, "retry backoff", k=5, mode="lexical")
+    assert isinstance(res, MultiResult) and {i for i, _ in res.hits} == {0, 1}
+    assert [h.score for _, h in res.hits] == sorted((h.score for _, h in res.hits), reverse=True)
+    assert "b: still indexing; results come from what is indexed so far" in res.notes
+    only_b = search_many(targets, "retry backoff", k=5, mode="lexical", paths=[str(b / "net")])
+    assert only_b.hits and {i for i, _ in only_b.hits} == {1}
+    assert scope_patterns(["net/*.py", str(b / "io")], [a, b]) == [["net/*.py"], ["net/*.py", "io"]]
+    for bad in (["../x"], [str(tmp_path / "elsewhere")], "net", [""]):
+        with pytest.raises(BadQuery):
+            scope_patterns(bad, [a, b])
+    broken = search_many([Target("a", ea), Target("b", eb, error="index is locked")], "retry", k=3, mode="lexical")
+    assert broken.hits and "b: not searched: index is locked" in broken.notes
+    ea.close()
+    eb.close()

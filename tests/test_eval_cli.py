@@ -88,6 +88,27 @@ def test_cli_index_search_status(tmp_path: Path) -> None:
     assert r.returncode == 0 and "m.py:1" in r.stdout
 
 
+def test_cli_search_into_a_pipe_prints_one_unwrapped_line_per_hit(tmp_path: Path) -> None:
+    """Off a terminal (stdout is a pipe here) a hit is one line `path:line  symbol  score`, however long, with its
+    snippet lines indented under it; rich would wrap at 80 columns and push the score onto a line of its own."""
+    long_name = "parse_http_header_" + "and_validate_every_field_" * 4 + "strictly"
+    sub = tmp_path / "a_rather_long_directory_name" / "and_another_one_below_it"
+    sub.mkdir(parents=True)
+    (sub / "module_with_a_long_name.py").write_text(f"def {long_name}(line):\n    return line.split(':', 1)\n")
+    (tmp_path / "short.py").write_text("def http_header():\n    return 'header'\n")
+    r = sg("search", "http header", str(tmp_path), "--no-models", "-k", "5")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    heads = [ln for ln in lines if not ln.startswith("    ")]
+    assert len(heads) == 2 and all(len(ln.split("  ")) == 3 for ln in heads), r.stdout
+    rel = "a_rather_long_directory_name/and_another_one_below_it/module_with_a_long_name.py"
+    first = next(ln for ln in heads if ln.startswith(rel))
+    path_line, symbol, score = first.split("  ")
+    assert path_line == f"{rel}:1" and symbol == long_name and float(score) > 0 and len(first) > 80
+    assert f"    def {long_name}(line):" in lines  # the snippet, indented and whole
+    assert "results in" in r.stderr and "results in" not in r.stdout
+
+
 @pytest.mark.parametrize("args, needle", [
     (("search", "q", "/definitely/not/here"), "not a directory"),
     (("search", "q", ".", "-k", "0"), "between 1 and 1000"),
