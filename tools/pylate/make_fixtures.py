@@ -2,6 +2,8 @@
 
 Run in the PyLate venv (tools/pylate/make_venv.sh), from the repository root:
     /work/pylate-venv/bin/python tools/pylate/make_fixtures.py [tests/fixtures/pylate]
+or, to record PyLate's vectors for any model directory (e.g. one tools/pylate/train.py made) for a parity check:
+    /work/pylate-venv/bin/python tools/pylate/make_fixtures.py --record MODEL_DIR OUT.npz
 
 Writes, for each fixture NAME, the model directory NAME/ (as PyLate saves it, or the Stanford `HF_ColBERT`
 layout) and NAME.expected.npz: PyLate's `encode(TEXTS, is_query=True)` and `is_query=False` token vectors
@@ -199,4 +201,7 @@ def main(dest: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/pylate"))
+    if sys.argv[1:2] == ["--record"] and len(sys.argv) == 4:
+        print(record(Path(sys.argv[2]), Path(sys.argv[3])))
+    else:
+        main(Path(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/pylate"))

