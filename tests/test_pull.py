@@ -227,6 +227,8 @@ def test_no_network(tmp_path, monkeypatch, capsys):
 
 
 def test_allow_patterns() -> None:
-    assert "pytorch_model.bin" not in pull.allow_patterns(["model.safetensors"], False)
-    assert "pytorch_model.bin" in pull.allow_patterns(["pytorch_model.bin"], False)
+    st = pull.allow_patterns(["model.safetensors", "pytorch_model.bin", "2_Dense/pytorch_model.bin"], False)
+    assert "pytorch_model.bin" not in st and "2_Dense/pytorch_model.bin" in st  # XTR: safetensors + a .bin Dense
+    assert "pytorch_model.bin" in pull.allow_patterns(["pytorch_model.bin", "training_args.bin"], False)
+    assert "training_args.bin" not in pull.allow_patterns(["pytorch_model.bin", "training_args.bin"], False)
     assert "*.py" in pull.allow_patterns([], True) and "*.py" not in pull.allow_patterns([], False)

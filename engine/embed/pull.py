@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import re
 import sys
 import tempfile
@@ -27,8 +28,9 @@ from . import files
 
 # What sg reads from a model repo (see files.weight_files, sentence.py, colbert.py, pylate.py, xtr.py).
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "README.md", "artifact.metadata"]
-# torch .bin weights only when the repo has no safetensors (sg loads them with weights_only=True)
-BIN_PATTERNS = ["pytorch_model.bin", "*/pytorch_model.bin", "pytorch_model-*.bin"]
+# torch .bin weights only in folders without safetensors (sg loads them with weights_only=True), e.g. a Dense
+# module's pytorch_model.bin next to a safetensors backbone
+_BIN = re.compile(r"(?:.*/)?pytorch_model(?:-\d+-of-\d+)?\.bin")
 # remote code, only when the model needs it and the user trusts it
 CODE_PATTERNS = ["*.py"]
 
@@ -126,8 +128,8 @@ def pull(repo_id: str, revision: str = "main", *, trust_remote_code: bool = Fals
 
 def allow_patterns(repo_files: list[str], remote_code: bool) -> list[str]:
     patterns = list(ALLOW_PATTERNS)
-    if not any(f.endswith(".safetensors") for f in repo_files):
-        patterns += BIN_PATTERNS
+    with_safetensors = {posixpath.dirname(f) for f in repo_files if f.endswith(".safetensors")}
+    patterns += sorted(f for f in repo_files if _BIN.fullmatch(f) and posixpath.dirname(f) not in with_safetensors)
     if remote_code:
         patterns += CODE_PATTERNS
     return patterns

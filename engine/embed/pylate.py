@@ -135,8 +135,8 @@ def recipe(directory: Path, name: str, *, trust_remote_code: bool = False,
 
 
 class ColBERTEmbedder(TransformerEmbedder):
-    """TransformerEmbedder with the ColBERT rules it lacks: queries truncated at the query length, texts stripped
-    as sentence-transformers does, PyLate's skiplist and residual projections."""
+    """TransformerEmbedder with the ColBERT rules it lacks: queries truncated at the query length; for PyLate
+    models also texts stripped as sentence-transformers does, PyLate's skiplist and residual projections."""
 
     def _load(self) -> None:
         super()._load()
@@ -155,7 +155,8 @@ class ColBERTEmbedder(TransformerEmbedder):
 
     def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
         r = self.recipe
-        texts = [t.strip() for t in texts]
+        if isinstance(r, PyLateRecipe):  # sentence-transformers strips; Stanford/Jina documents stay as they were
+            texts = [t.strip() for t in texts]
         if r.lowercase:
             texts = [t.lower() for t in texts]
         limit = self.max_length
