@@ -21,7 +21,7 @@ from engine.embed.registry import load_embedders, resolve_recipe
 from engine.settings import ModelSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pylate"
-NAMES = ("bert", "modernbert", "stanford")
+NAMES = ("bert", "bert_plain", "modernbert", "stanford")
 TOLERANCE = 1e-5
 
 
@@ -63,6 +63,8 @@ def test_recipe_reads_pylate_settings() -> None:
     assert "the" in r.skiplist_words
     b = resolve_recipe(str(FIXTURES / "bert"), ModelSettings())
     assert (b.query_marker, b.doc_marker, b.query_expand_attend, b.family) == ("[Q] ", "[D] ", False, "pylate")
+    p = resolve_recipe(str(FIXTURES / "bert_plain"), ModelSettings())
+    assert (p.query_marker, p.doc_marker, p.query_expand_to, p.query_length) == (None, None, 0, 12)
     s = resolve_recipe(str(FIXTURES / "stanford"), ModelSettings())
     assert s.family == "colbert" and not pylate.looks_like(FIXTURES / "stanford")
 

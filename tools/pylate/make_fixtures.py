@@ -13,6 +13,7 @@ layout) and NAME.expected.npz: PyLate's `encode(TEXTS, is_query=True)` and `is_q
 Fixtures:
   bert        BERT backbone, PyLate defaults: "[Q] "/"[D] " prefix tokens added to the vocabulary, query
               expansion with [MASK] tokens that are NOT attended, punctuation skiplist, one Dense 32->16.
+  bert_plain  the same backbone with no prefixes (query_prefix = document_prefix = "") and no query expansion.
   modernbert  ModernBERT backbone (byte-level BPE), two Dense layers (32->24 with bias and tanh, then 24->16
               with a residual projection), expansion tokens attended, a skiplist with a word in it.
   stanford    Stanford ColBERT `HF_ColBERT` layout (bert.* weights + linear.weight in one checkpoint,
@@ -176,6 +177,10 @@ def main(dest: Path) -> None:
         build_pylate(work / "bert", dest / "bert", embedding_size=16, query_length=QUERY_LENGTH,
                      document_length=DOCUMENT_LENGTH)
 
+        # no prefixes and no query expansion: queries keep only their real tokens
+        build_pylate(work / "bert", dest / "bert_plain", embedding_size=8, query_length=12, document_length=32,
+                     query_prefix="", document_prefix="", do_query_expansion=False)
+
         tiny_modernbert(work / "modernbert")
         torch.manual_seed(4)
         first = Transformer(str(work / "modernbert"))
@@ -193,7 +198,7 @@ def main(dest: Path) -> None:
         tiny_stanford(dest / "stanford")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for name in ("bert", "modernbert", "stanford"):
+    for name in ("bert", "bert_plain", "modernbert", "stanford"):
         counts = record(dest / name, dest / f"{name}.expected.npz")
         print(name, "query tokens", counts["q"], "document tokens", counts["d"])
     total = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
