@@ -381,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["models", "pull"]:  # `sg models pull ID`: the one online step, all in engine/embed/pull.py
+        from .embed import pull
+        return pull.main(argv[2:])
     args = build_parser().parse_args(argv)
     folder = getattr(args, "root", None) or getattr(args, "path", None)
     if folder is not None and not Path(folder).is_dir():

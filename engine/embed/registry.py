@@ -14,6 +14,7 @@ from typing import Callable
 from ..errors import ModelError
 from ..settings import ModelSettings
 from . import colbert, files, jina_code, sentence, unixcoder, xtr
+from . import pylate  # sg-pylate hook
 from .base import ROUTES, Embedder, ModelReport
 from .transformer import Recipe, TransformerEmbedder, resolve_precision
 
@@ -46,6 +47,8 @@ def _recipe(name_or_path: str, settings: ModelSettings) -> Recipe:
     name = name_or_path if not Path(name_or_path).expanduser().is_dir() else str(directory)
     config = files.read_json_opt(directory / "config.json")
     opt_ins = dict(trust_remote_code=settings.trust_remote_code, allow_noncommercial=settings.allow_noncommercial)
+    if pylate.looks_like(directory):  # sg-pylate hook: Transformer + Dense, no Pooling -> multi-vector (MaxSim)
+        return pylate.recipe(directory, name, **opt_ins)
     if name_or_path == colbert.NAME or colbert.looks_like(directory, config):
         return colbert.recipe(directory, name, **opt_ins)
     if jina_code.looks_like(name_or_path, config):
@@ -80,7 +83,8 @@ class _Resolver:
         precision = resolve_precision(self.settings.precision)
         if precision != recipe.precision:
             recipe = dataclasses.replace(recipe, precision=precision)
-        emb = TransformerEmbedder(recipe, threads=self.settings.threads, batch_size=self.settings.batch_size)
+        cls = pylate.embedder_class(recipe)  # sg-pylate hook: ColBERT query/skiplist rules
+        emb = cls(recipe, threads=self.settings.threads, batch_size=self.settings.batch_size)
         emb = self.by_ident.setdefault(emb.ident, emb)
         if self.eager:
             try:
@@ -122,6 +126,7 @@ def _report(route: str, emb: Embedder | None, note: str) -> ModelReport:
     precision = getattr(getattr(emb, "recipe", None), "precision", "fp32")
     if precision != "fp32":
         note += f"; {precision} arithmetic (models.precision)"
+    note = pylate.report_note(emb, note)  # sg-pylate hook: "multi-vector, N-d, PyLate"
     return ModelReport(route, emb.name, getattr(emb, "source", ""), emb.dim,
                        "multi" if emb.multi_vector else "single", note)
 
