@@ -78,7 +78,6 @@ def scoped_paths(ls: SgLanguageServer, paths: list[Any] | None) -> dict[Folder, 
     return out
 
 
-
 def default_limit(ls: SgLanguageServer) -> int:
     """10, or less when a folder's search.max_results is smaller (a request without `limit` must not fail)."""
     return min([10, *(f.settings.search.max_results for f in ls.folders.values())])

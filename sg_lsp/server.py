@@ -249,7 +249,6 @@ class SgLanguageServer(LanguageServer):
             folder.swap(None)
 
 
-
 server = SgLanguageServer()
 register_all(server)
 

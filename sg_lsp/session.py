@@ -164,7 +164,6 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-
 def resolve_settings(root: Path, overrides: dict[str, Any], tuned: str | None, problems: list[str]) -> Settings:
     """A folder's settings: its .sg.toml under the client's overrides (lenient: a bad value is reported in
     `problems` and left out), then the model made by sg/tune for it, if any."""

@@ -360,11 +360,11 @@ async def test_watched_file_events(lex: LanguageClient, workspace: Path):
     new.write_text("def decode_base85_payload(blob):\n    return blob\n", encoding="utf-8")
     lex.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
         changes=[types.FileEvent(uri=new.as_uri(), type=types.FileChangeType.Created)]))
-    assert await poll_symbol(lex, "decode base85 payload", "decode_base85_payload")
+    await poll_symbol(lex, "decode base85 payload", "decode_base85_payload")
     new.unlink()
     lex.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
         changes=[types.FileEvent(uri=new.as_uri(), type=types.FileChangeType.Deleted)]))
-    assert await poll_symbol(lex, "decode base85 payload", "decode_base85_payload", present=False)
+    await poll_symbol(lex, "decode base85 payload", "decode_base85_payload", present=False)
 
 
 @module
@@ -378,22 +378,26 @@ async def test_unsaved_edits_are_searchable_until_closed(lex: LanguageClient, wo
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
         content_changes=[types.TextDocumentContentChangeWholeDocument(
             text=on_disk + "\n\ndef gyroscope_drift_estimate(samples):\n    return sum(samples)\n")]))
-    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
+    await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
     assert path.read_text(encoding="utf-8") == on_disk
     # a walk of the folder reads the disk, then gives the edited document its text back
     walks = finished_walks(lex)
     await request(lex, "sg/reindex")
     await eventually(lambda: finished_walks(lex) > walks)
-    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
+    await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
     # closed without saving: the file on disk is what is indexed again
     lex.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
-    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate", present=False)
-    assert await poll_symbol(lex, "sum of squares", "sum_of_squares")
+    await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate", present=False)
+    await poll_symbol(lex, "sum of squares", "sum_of_squares")
     # a change to a document the client never opened is a protocol error: logged, nothing indexed, still serving
     lex.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=(workspace / "src/never_opened.py").as_uri(), version=1),
         content_changes=[types.TextDocumentContentChangeWholeDocument(text="def ghost_function_x():\n    pass\n")]))
-    await asyncio.sleep(1.5)
+    # A save after it is a barrier: the writer applies pending changes in order (merged into one batch), so once
+    # the saved function is findable, the change above has been handled too.
+    path.write_text(on_disk + "\n\ndef barrier_after_ghost_change():\n    return 1\n", encoding="utf-8")
+    lex.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    await poll_symbol(lex, "barrier after ghost change", "barrier_after_ghost_change")
     assert not [r for r in (await search(lex, "ghost function", mode="lexical"))["results"]
                 if r["symbol"] == "ghost_function_x"]
 
@@ -404,10 +408,10 @@ def finished_walks(client: LanguageClient) -> int:
 
 
 async def poll_symbol(client: LanguageClient, query: str, symbol: str, present: bool = True,
-                      timeout: float = 5.0) -> bool:
+                      timeout: float = 5.0) -> None:
+    """Wait until a lexical search for `query` finds (or, with present=False, no longer finds) `symbol`."""
     await eventually(lambda: search(client, query, mode="lexical"),
                      lambda res: any(r["symbol"] == symbol for r in res["results"]) == present, timeout)
-    return True
 
 
 # -- servers of their own ---------------------------------------------------------------------------------------
@@ -428,15 +432,16 @@ async def test_request_and_progress_cancellation(tmp_path: Path):
         # A slow search (test hook) cancelled by the client gets RequestCancelled at once.
         for method, params in (("sg/search", {"query": "fibonacci"}), ("workspace/symbol", None)):
             t1 = time.monotonic()
+            before = set(client.protocol._request_futures)
             if params is None:
                 task = asyncio.ensure_future(client.workspace_symbol_async(
                     types.WorkspaceSymbolParams(query="fibonacci")))
-                await asyncio.sleep(0.2)
-                msg_id = next(reversed(client.protocol._request_futures))
             else:
-                msg_id = f"slow-{method}"
-                task = asyncio.ensure_future(request(client, method, params, msg_id=msg_id))
-                await asyncio.sleep(0.2)
+                task = asyncio.ensure_future(request(client, method, params, msg_id=f"slow-{method}"))
+            # the request is on its way once the client waits for its answer (the server reads messages in order,
+            # so the cancel below always finds it in flight: the search hook holds it for 3 s)
+            sent = await eventually(lambda: set(client.protocol._request_futures) - before, interval=0.01)
+            (msg_id,) = sent
             client.cancel_request(types.CancelParams(id=msg_id))
             err = await error_of(task)
             assert err.code == -32800, err
@@ -473,7 +478,7 @@ async def test_watchdog_fallback_without_dynamic_registration(tmp_path: Path):
     try:
         await wait_ready(client)
         (root / "src/outside_editor.py").write_text("def zebra_stripe_counter(n):\n    return n\n", encoding="utf-8")
-        assert await poll_symbol(client, "zebra stripe counter", "zebra_stripe_counter", timeout=5.0)
+        await poll_symbol(client, "zebra stripe counter", "zebra_stripe_counter", timeout=5.0)
         assert client.registrations == []  # type: ignore[attr-defined]
     finally:
         await stop(client)
