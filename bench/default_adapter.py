@@ -4,7 +4,8 @@
 
 Each variant indexes into its own directory (the model identity differs, so the vectors must not mix), kept in
 ~/.cache/sg/bench-default-adapter/ so a rerun only embeds what changed. Results: bench/results/default_adapter.json
-(merged with earlier runs, one entry per spec, mode and variant).
+(merged with earlier runs, one entry per spec, mode and variant). The shipped adapter is made by
+`python -m tools.public_recipe configs/train_public_code.yaml`; docs/models.md has the figures of both.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._spec import BENCH  # noqa: E402
+from engine import Engine, load_settings  # noqa: E402
 from engine.embed.registry import load_embedders  # noqa: E402
 from engine.eval import run_eval  # noqa: E402
-from engine.search import Engine  # noqa: E402
-from engine.settings import load_settings  # noqa: E402
 
 DEFAULT_SPECS = ["repo-click/dev.json", "repo-pytest/dev.json", "clones/dev.json", "cosqa/dev.json"]
 OUT = Path(__file__).resolve().parent / "results" / "default_adapter.json"

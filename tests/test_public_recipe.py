@@ -1,4 +1,4 @@
-"""The public-code recipe (engine/tune/public.py): package list rules, leakage filters, data card. No network."""
+"""The public-code recipe (tools/public_recipe.py): package list rules, leakage filters, data card. No network."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.tune.mine import MineStats
-from engine.tune.public import (ALLOWED_LICENSES, EVAL_LIBRARIES, PackageRecord, PackageSpec,
-                                PublicConfig, bench_prints, cap_per_package, check_packages, dedupe,
-                                extract_package, load_public_config, metadata_license, mine_package,
-                                normalize_name, skip_member, write_data_card)
+from tools.public_recipe import (ALLOWED_LICENSES, EVAL_LIBRARIES, PackageRecord, PackageSpec,
+                                 PublicConfig, bench_prints, cap_per_package, check_packages, dedupe,
+                                 extract_package, load_public_config, metadata_license, mine_package,
+                                 normalize_name, skip_member, write_data_card)
 from engine.tune.mine import Pair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,7 +230,7 @@ def test_data_card(tmp_path):
 def test_web_query_rewrites_like_a_search_box():
     import random
 
-    from engine.tune.public import web_query, web_style
+    from tools.public_recipe import web_query, web_style
 
     assert "check if" in web_query("Return True if the path is a directory.", random.Random(0))
     assert web_query("Fetches the page.", random.Random(0)).split()[0] in ("fetch", "python", "how")

@@ -4,7 +4,9 @@ Packages come from PyPI through pip (wheels, else sdists) into a cache dir; only
 Pairs are mined with engine.tune.mine from a lexical-only index of each package, so positives are rendered
 exactly as sg embeds chunks. Leakage rules: the evaluation libraries (and any vendored copy of them) are never
 read, and every unit whose code or docstring occurs in a corpus under the bench directory is dropped.
-Run: python -m engine.tune.public configs/train_public_code.yaml [--stage download|mine|train|all]
+A maintainer tool, not part of the installed package. From the repository root:
+    python -m tools.public_recipe configs/train_public_code.yaml [--stage mine|train|export|all]
+(or python tools/public_recipe.py ...). docs/models.md tells the recipe's story and its figures.
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import ConfigError
-from .config import LoraSettings, MiningConfig, TrainSettings, _merge
-from .mine import MineStats, Pair, first_sentence, python_docstring, read_jsonl, write_jsonl
+if __package__ in (None, ""):  # run as a script (python tools/public_recipe.py): import this checkout's engine
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.errors import ConfigError  # noqa: E402
+from engine.tune.config import LoraSettings, MiningConfig, TrainSettings, _merge  # noqa: E402
+from engine.tune.mine import (MineStats, Pair, first_sentence, python_docstring, read_jsonl,  # noqa: E402
+                              write_jsonl)
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTER_OUT = ROOT / "engine" / "embed" / "adapters" / "minilm-code"  # the shipped adapter, in this checkout
 
 # Evaluation libraries: never mined, not even as a copy vendored inside another package.
 EVAL_LIBRARIES = frozenset({"click", "pytest", "_pytest", "rich", "networkx"})
@@ -354,23 +363,22 @@ def _sha256(path: Path) -> str:
 def mine_package(src: Path, name: str, cfg: PublicConfig, prints: BenchPrints, index_dir: Path,
                  stats: MineStats) -> tuple[list[Pair], int]:
     """Pairs from one extracted package (lexical-only index, engine chunker, engine.tune.mine), leak-filtered."""
-    from ..search import Engine, render_for_embedding
-    from ..settings import load_settings
-    from ..tokenize import tokenize_query
-    from .mine import mine_pairs
+    from engine import Engine, load_settings
+    from engine.search import render_for_embedding
+    from engine.tune.mine import mine_pairs
 
     settings = load_settings(None, {"models": {"enabled": False}, "index": {"index_dir": str(index_dir)}})
     engine = Engine(src, settings)
     try:
         engine.index(embed=False)
-        rows = list(engine.store.iter_chunks())
+        rows = list(engine.iter_chunks())
         bad_ids = {r.id for r in rows if prints.leaks_code(r.text) or (r.doc and prints.leaks_doc(r.doc))}
         # a leaking function leaves with all its chunks (windows of a long function share its symbol)
         bad_keys = {(r.path, r.symbol) for r in rows if r.id in bad_ids}
         clean = [r for r in rows if (r.path, r.symbol) not in bad_keys]
 
         def lexical(q: str, n: int) -> dict[int, float]:
-            got = engine.store.lexical(tokenize_query(q), n)
+            got = engine.lexical_search(q, n)
             return {k: v for k, v in got.items() if k not in bad_ids}
 
         pairs = mine_pairs(clean, cfg.mining, lambda r: render_for_embedding(r, cfg.embed_render), lexical=lexical,
@@ -562,7 +570,7 @@ def write_data_card(path: Path, records: list[PackageRecord], summary: dict, tra
     lines = [
         "# Data card: sg's MiniLM code adapter (minilm-code)",
         "",
-        "A LoRA adapter for all-MiniLM-L6-v2 trained by `python -m engine.tune.public configs/train_public_code.yaml`",
+        "A LoRA adapter for all-MiniLM-L6-v2 trained by `python -m tools.public_recipe configs/train_public_code.yaml`",
         "on (query, code) pairs mined from pinned, permissively licensed Python packages downloaded from PyPI.",
         "",
         "## Pairs",
@@ -573,7 +581,7 @@ def write_data_card(path: Path, records: list[PackageRecord], summary: dict, tra
         f"- packages mined: {len(used)} of {len(records)} listed",
         f"- duplicates across packages removed: {summary.get('cross_package_duplicates', 0)}",
         "",
-        "## Leakage rules (enforced by engine/tune/public.py, tested in tests/test_public_recipe.py)",
+        "## Leakage rules (enforced by tools/public_recipe.py, tested in tests/test_public_recipe.py)",
         f"- never mined: {', '.join(sorted(EVAL_LIBRARIES))} (evaluation libraries), nor any directory of that name",
         "  inside another package, nor vendored directories (_vendor, vendor, extern, third_party, ...).",
         "- dropped: every function whose whitespace-normalised code (with or without its docstring) or whose",
@@ -606,8 +614,8 @@ def train_adapter(cfg: PublicConfig, pairs: list[Pair], heldout: list[Pair], out
     """LoRA on the plain MiniLM (as the engine loads it), saved as a PEFT adapter dir the registry merges."""
     import torch
 
-    from ..embed.sentence import default_recipe
-    from .train import TrainableEncoder, train
+    from engine.embed.sentence import default_recipe
+    from engine.tune.train import TrainableEncoder, train
 
     torch.manual_seed(cfg.train.seed)
     recipe = default_recipe(False)
@@ -645,8 +653,8 @@ def export_checkpoint(cfg: PublicConfig, out_dir: Path) -> dict:
     """The adapter of the last resumable checkpoint (a run stopped early, e.g. at a deadline)."""
     import torch
 
-    from ..embed.sentence import default_recipe
-    from .train import TrainableEncoder
+    from engine.embed.sentence import default_recipe
+    from engine.tune.train import TrainableEncoder
 
     ck = torch.load(cfg.cache / "checkpoints" / "public.pt", map_location="cpu", weights_only=True)
     enc = TrainableEncoder(default_recipe(False), threads=cfg.train.threads, device="cpu")
@@ -661,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("config")
     ap.add_argument("--stage", choices=("mine", "train", "export", "all"), default="all")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "embed" / "adapters" / "minilm-code"))
+    ap.add_argument("--out", default=str(ADAPTER_OUT))
     ap.add_argument("--max-steps", type=int, default=0)
     args = ap.parse_args(argv)
     cfg = load_public_config(args.config)
