@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from lsprotocol import types
 
-from engine.errors import SgError
+from engine import Engine, IndexReport
 
 from .progress import WorkProgress
 from .session import Folder, jsonable
@@ -124,13 +124,10 @@ class Writer(threading.Thread):
             paths = sorted(changes)
             rescan = len(paths) > RESCAN_THRESHOLD or "dir" in changes.values()
             deleted = [p for p, k in changes.items() if k == "deleted"]
-            if not rescan and deleted:
-                known = eng.store.files()
-                rescan = any(p not in known and any(k.startswith(p + "/") for k in known) for p in deleted)
-            if rescan:
+            if rescan or (deleted and eng.needs_rescan(deleted)):
                 self.ls.schedule_index(folder, front=True)
                 continue
-            embed = folder.index_complete and folder.models_ready and not folder.models_failed
+            embed = folder.index_complete and eng.model_state()[0] == "ready"
             buffers = {}
             for rel in (p for p, k in changes.items() if k == "buffer"):  # unsaved edits: the open document's text
                 doc = self.ls.workspace.text_documents.get(unquote(self.ls.unsaved.get((folder.uri, rel), "")))
@@ -207,8 +204,6 @@ class FileWatch:
 # -- indexing a folder (on the writer thread) ------------------------------------------------------------------------
 def open_engine(ls: SgLanguageServer, folder: Folder) -> bool:
     try:
-        from engine.search import Engine
-
         engine = Engine(folder.root, folder.settings, log=ls.log_to_client)
     except Exception as exc:
         logger.exception("cannot open the index of %s", folder.root)
@@ -219,7 +214,32 @@ def open_engine(ls: SgLanguageServer, folder: Folder) -> bool:
     folder.swap(engine)
     folder.error = ""
     folder.opened.set()
+    start_warmup(ls, folder, engine)
     return True
+
+
+def start_warmup(ls: SgLanguageServer, folder: Folder, eng: Engine) -> None:
+    """Load the folder's models in the background as soon as it opens, so the first semantic query does not pay
+    for the load (searches answer lexically, saying so, until they are ready). The index waits for them only
+    where it needs them, after its lexical pass, as it did when it loaded them itself."""
+    if eng.model_state()[0] == "not loaded":
+        threading.Thread(target=warm_models, args=(ls, folder, eng), daemon=True,
+                         name=f"sg-models-{folder.name}").start()
+
+
+def warm_models(ls: SgLanguageServer, folder: Folder, eng: Engine) -> None:
+    """Load the models (Engine.load_models never raises for a model that cannot load) and tell the user what
+    came of it: lexical search only when they failed, and any per-route note (a fallback model, say)."""
+    state, why = eng.load_models()
+    if folder.engine is not eng:
+        return  # re-opened meanwhile: the new engine warms its own models
+    if state == "failed":
+        ls.tell_user(types.MessageType.Error, f"sg ({folder.name}): no embedding model: {why}; "
+                                              "searching lexically only")
+    elif state == "ready":
+        for r in eng.models():
+            if r.note:
+                ls.tell_user(types.MessageType.Warning, f"sg ({folder.name}): {r.route}: {r.note}", every=3600)
 
 
 def index_folder(ls: SgLanguageServer, folder: Folder) -> None:
@@ -236,7 +256,7 @@ def index_folder(ls: SgLanguageServer, folder: Folder) -> None:
     eng = folder.engine
     folder.state = "indexing"
     want_models = folder.settings.models.enabled
-    stage = "lexical" if want_models and not folder.models_ready and not folder.models_failed else "full"
+    stage = "lexical" if want_models and eng.model_state()[0] not in ("ready", "failed") else "full"
     t0 = time.perf_counter()
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -263,13 +283,11 @@ def index_folder(ls: SgLanguageServer, folder: Folder) -> None:
         try:
             if stage == "models":
                 prog.report("loading embedding models", 42, force=True)
-                load_models(ls, folder, eng)
+                eng.load_models()  # waits for the warm-up started when the folder opened
                 stage = "full"
                 continue
-            embed = want_models and folder.models_ready and not folder.models_failed
+            embed = want_models and eng.model_state()[0] == "ready"
             if _DEBUG_INDEX_DELAY and report is None and ev.wait(_DEBUG_INDEX_DELAY):
-                from engine.search import IndexReport
-
                 report = IndexReport(cancelled=True)
             else:
                 report = eng.index(progress=progress, cancel=ev, embed=embed)
@@ -309,23 +327,9 @@ def index_folder(ls: SgLanguageServer, folder: Folder) -> None:
              f"in {time.perf_counter() - t0:.1f} s")
 
 
-def load_models(ls: SgLanguageServer, folder: Folder, eng: Any) -> None:
-    try:
-        reports = eng.models()
-    except SgError as exc:
-        folder.models_failed = str(exc)
-        ls.tell_user(types.MessageType.Error, f"sg ({folder.name}): no embedding model: {exc}; "
-                                            "searching lexically only")
-        return
-    folder.models_ready = True
-    for r in reports:
-        if r.note:
-            ls.tell_user(types.MessageType.Warning, f"sg ({folder.name}): {r.route}: {r.note}", every=3600)
-
-
 def reopen(ls: SgLanguageServer, folder: Folder) -> None:
     """Swap in an Engine built with the folder's current settings (the old one serves until then)."""
-    folder.models_ready, folder.models_failed, folder.index_complete = False, "", False
+    folder.index_complete = False
     folder.state = "opening"
     if open_engine(ls, folder):
         index_folder(ls, folder)

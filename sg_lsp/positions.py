@@ -91,7 +91,7 @@ class LineReader:
             data = (folder.root / rel).read_bytes()
         except OSError:
             return []
-        from engine.discover import decode_text  # decode exactly as the indexer did (BOMs, UTF-16/32)
+        from engine import decode_text  # decode exactly as the indexer did (BOMs, UTF-16/32)
 
         text = decode_text(rel, data)
         return split_lines(text) if isinstance(text, str) else []

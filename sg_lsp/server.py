@@ -22,8 +22,7 @@ from lsprotocol import types
 from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
-from engine.errors import BadQuery, ConfigError, SgError
-from engine.settings import Settings
+from engine import BadQuery, ConfigError, Settings, SgError
 
 from . import __version__, indexing, pygls_shim
 from .handlers import register_all
@@ -180,12 +179,10 @@ class SgLanguageServer(LanguageServer):
             new = self.resolve_settings(folder.root, folder.name)
             if new == folder.settings:
                 continue
-            if new.models == folder.settings.models and new.index == folder.settings.index:
-                folder.settings = new
-                if folder.engine is not None:
-                    folder.engine.settings = new
-                continue
-            folder.settings = new
+            folder.settings = new  # what the next Engine of this folder opens with
+            eng = folder.engine
+            if eng is not None and eng.configure(new):
+                continue  # search settings: the engine applied them
             folder.cancel_index(supersede=True)  # a running index of the old settings stops after its batch
             self.writer.submit(f"reopen:{folder.uri}", lambda f=folder: indexing.reopen(self, f), front=True)
 

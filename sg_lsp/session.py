@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from pygls.exceptions import JsonRpcException
 
-from engine.settings import Settings, load_settings
+from engine import Settings, load_settings
 
 from .jsonrpc import REQUEST_FAILED
 from .positions import path_to_uri
@@ -35,8 +35,6 @@ class Folder:
         self.state = "opening"  # opening | indexing | ready | error
         self.error = ""
         self.opened = threading.Event()
-        self.models_ready = False
-        self.models_failed = ""
         self.index_complete = False
         self.cancel_requested = False
         self.superseded = False

@@ -77,6 +77,14 @@ function capitalizeWords(text) {
     with open(path, encoding="utf-8") as handle:
         return handle.read()
 ''',
+    # Two functions on one line after a comment with an emoji: the position's character decides which one encloses
+    # the cursor (in UTF-16 units the emoji counts twice), and each has a twin elsewhere that sg/similar must find.
+    "src/oneline.js": "/* 日本😀 */ function alphaSum(numbers) { let accumulator = 0; for (const number of numbers) "
+                      "{ accumulator += number; } return accumulator; } function betaJoin(fragments) "
+                      "{ return fragments.join(separatorDash); }\n",
+    "src/twins.js": "function gammaSum(numbers) {\n  let accumulator = 0;\n  for (const number of numbers) "
+                    "{ accumulator += number; }\n  return accumulator;\n}\n\n"
+                    "function deltaJoin(fragments) {\n  return fragments.join(separatorDash);\n}\n",
     "docs/guide.md": "# Installation guide\n\nRun the installer and follow the prompts.\n\n"
                      "## Troubleshooting network proxies\n\nSet HTTPS_PROXY before running the installer.\n",
 }
@@ -247,6 +255,7 @@ async def test_sg_search_modes(lex: LanguageClient, workspace: Path, mode: str):
     assert top["range"]["start"] == {"line": line, "character": 0}
     assert set(top) >= {"uri", "range", "symbol", "kind", "score", "snippet", "space", "explanation"}
     assert "lexical" in top["explanation"]
+    assert set(res["route"]) == {"code", "prose", "cjk"} and res["route"]["code"] > 0.5, res["route"]
     assert res["model"] == "lexical"  # models are disabled in this server
     if mode != "lexical":
         assert any("lexical" in n for n in res["notes"])  # says why it fell back
@@ -324,6 +333,45 @@ async def test_sg_similar_both_param_forms(lex: LanguageClient, workspace: Path)
     assert err.code == -32602
     err = await error_of(request(lex, "sg/similar", {"uri": "file:///elsewhere/x.py", "line": 1}))
     assert err.code == -32602 and "not inside a workspace folder" in err.message
+
+
+def oneline_columns() -> tuple[str, int]:
+    """The line holding alphaSum and betaJoin, and the code-point column just past alphaSum's closing brace (a
+    cursor there is still in alphaSum; one column on, at betaJoin's first letter, it is in betaJoin)."""
+    line = FILES["src/oneline.js"].split("\n")[0]
+    return line, line.index(" function betaJoin")
+
+
+@module
+async def test_similar_uses_the_character_of_the_position(lex: LanguageClient, workspace: Path):
+    uri = (workspace / "src/oneline.js").as_uri()
+    line, end_alpha = oneline_columns()
+
+    def utf16(cp: int) -> int:
+        return len(line[:cp].encode("utf-16-le")) // 2
+
+    twins = {"gammaSum": line_of(workspace, "src/twins.js", "function gammaSum"),
+             "deltaJoin": line_of(workspace, "src/twins.js", "function deltaJoin")}
+    # The cursor just past alphaSum's brace, then on betaJoin's first letter. Read as code points, the UTF-16
+    # column of the first (one more, for the emoji) would land on the second; ignoring the character, both would
+    # name the same function.
+    for cp, want in ((end_alpha, "gammaSum"), (end_alpha + 1, "deltaJoin")):
+        pos = {"line": 0, "character": utf16(cp)}
+        res = await request(lex, "sg/similar", {"textDocument": {"uri": uri}, "position": pos})
+        assert res["results"][0]["symbol"] == want, (pos, res["results"][:2])
+        # the code action finds the same function, and its command carries the position
+        at = types.Position(**pos)
+        actions = await lex.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), range=types.Range(start=at, end=at),
+            context=types.CodeActionContext(diagnostics=[])))
+        cmd = actions[0].command
+        locations = await lex.workspace_execute_command_async(types.ExecuteCommandParams(
+            command=cmd.command, arguments=cmd.arguments))
+        assert locations[0]["range"]["start"]["line"] == twins[want], (pos, cmd.arguments, locations[:2])
+        # [uri, line, character] says the same
+        locations = await lex.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="sg.findSimilar", arguments=[uri, 0, utf16(cp)]))
+        assert locations[0]["range"]["start"]["line"] == twins[want]
 
 
 @module
@@ -467,6 +515,13 @@ async def test_negotiated_position_encodings(tmp_path: Path, encoding: str):
         assert top["range"]["start"]["character"] == units(prefix)
         assert top["range"]["end"]["character"] == units(last)
         assert (await request(client, "sg/status"))["positionEncoding"] == encoding
+        # positions are read in the same units: just past alphaSum, then betaJoin's first letter
+        line, end_alpha = oneline_columns()
+        for cp, want in ((end_alpha, "gammaSum"), (end_alpha + 1, "deltaJoin")):
+            pos = {"line": 0, "character": units(line[:cp])}
+            res = await request(client, "sg/similar", {"textDocument": {"uri": (root / "src/oneline.js").as_uri()},
+                                                       "position": pos})
+            assert res["results"][0]["symbol"] == want, (pos, res["results"][:2])
     finally:
         await stop(client)
 

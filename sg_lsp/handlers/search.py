@@ -7,17 +7,18 @@ import logging
 import os
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
-from engine import MODES
+from engine import MODES, MultiResult, Target, search_many
 
 from ..jsonrpc import REQUEST_FAILED, check_cancel
-from ..params import as_params, check_text, default_limit, opt, scoped_paths, similar_target
-from ..positions import LineReader, range_json
+from ..params import as_params, check_position, check_text, default_limit, opt, similar_target
+from ..positions import LineReader, range_json, uri_to_path
 
 if TYPE_CHECKING:
     from ..server import SgLanguageServer
@@ -70,40 +71,39 @@ def _debug_delay(cancel: threading.Event) -> None:
 
 
 def search_folders(ls: SgLanguageServer, query: str, k: int, mode: str | None, paths: list[Any] | None,
-                   explain: bool, cancel: threading.Event) -> tuple[list[tuple[Folder, Any]], dict[str, Any]]:
-    """Run Engine.search on every folder (in the pool thread); hits merged by score."""
+                   explain: bool, cancel: threading.Event) -> tuple[list[tuple[Folder, Any]], MultiResult]:
+    """engine.search_many over every workspace folder (in the pool thread): never waits for models to load.
+    The server's part is translation: file:// URIs in `paths` become paths, folders become targets."""
     _debug_delay(cancel)
-    scopes = scoped_paths(ls, paths)
-    hits: list[tuple[Folder, Any]] = []
-    meta: dict[str, Any] = {"models": {}, "notes": [], "mode": mode, "route": {}}
-    usable = [f for f in scopes if f.state != "error"]
-    for folder, scope in scopes.items():
-        check_cancel(cancel)
-        if folder.state == "error" and usable:
-            meta["notes"].append(f"{folder.name}: not searched: {folder.error}")
-            continue
-        with folder.use() as eng:
-            eff_mode = mode
-            if (mode or folder.settings.search.mode) != "lexical" and folder.settings.models.enabled:
-                if folder.models_failed:
-                    eff_mode = "lexical"
-                    meta["notes"].append(f"{folder.name}: no embedding model ({folder.models_failed}): lexical only")
-                elif not folder.models_ready and folder.state in ("opening", "indexing"):
-                    # Loading models takes the engine's writer lock: do not wait behind the index.
-                    eff_mode = "lexical"
-                    meta["notes"].append(f"{folder.name}: models are still loading: lexical results only")
-            res = eng.search(query, k=k, mode=eff_mode, paths=scope, explain=explain)
-        hits.extend((folder, h) for h in res.hits)
-        meta["models"].update(res.models)
-        meta["notes"].extend(n for n in res.notes if n not in meta["notes"])
-        meta["mode"] = res.mode
-        meta["route"] = res.route
-        if folder.state in ("opening", "indexing"):
-            note = f"{folder.name}: still indexing; results come from what is indexed so far"
-            if note not in meta["notes"]:
-                meta["notes"].append(note)
-    hits.sort(key=lambda fh: -fh[1].score)
-    return hits[:k], meta
+    scope = [local_path(p) for p in paths] if paths else None
+    with ExitStack() as stack:
+        folders, targets, unopened = [], [], []
+        for folder in list(ls.folders.values()):
+            try:  # holds the engine open while it is searched (a settings change may swap it meanwhile)
+                eng = stack.enter_context(folder.use(wait=0.0 if folder.state == "error" else 10.0))
+            except JsonRpcException as exc:
+                unopened.append((folder, exc))
+                continue
+            folders.append(folder)
+            targets.append(Target(folder.name, eng, indexing=folder.state in ("opening", "indexing"),
+                                  error=folder.error if folder.state == "error" else ""))
+        if not targets:
+            raise unopened[0][1] if unopened else JsonRpcException("sg: no workspace folder is open",
+                                                                    code=REQUEST_FAILED)
+        res = search_many(targets, query, k=k, mode=mode, paths=scope, explain=explain, wait_for_models=False,
+                          cancel=cancel)
+    res.notes.extend(f"{f.name}: not searched: {exc.message}" for f, exc in unopened)
+    return [(folders[i], h) for i, h in res.hits], res
+
+
+def local_path(pattern: Any) -> Any:
+    """A file:// URI in `paths` -> the local path it names (the engine scopes paths, not URIs)."""
+    if isinstance(pattern, str) and pattern.startswith("file:"):
+        path = uri_to_path(pattern)
+        if path is None:
+            raise JsonRpcInvalidParams(f"invalid params for sg/search: {pattern!r} is not a local file URI")
+        return str(path)
+    return pattern
 
 
 def _model_label(models: dict[str, str]) -> str:
@@ -124,14 +124,14 @@ def hits_json(ls: SgLanguageServer, pairs: list[tuple[Folder, Any]], explain: bo
     return out
 
 
-def similar_at(ls: SgLanguageServer, uri: str, line0: int, k: int, cancel: threading.Event) -> tuple[
-        Folder, Any]:
+def similar_at(ls: SgLanguageServer, uri: str, line0: int, character: int | None, k: int,
+               cancel: threading.Event) -> tuple[Folder, Any]:
+    """Engine.similar for the chunk enclosing the position (`character` in client units; None: the line only)."""
     folder, rel = ls.require_folder(uri)
+    col = None if character is None else LineReader(ls).client_col_to_cp(folder, rel, line0, character)
     check_cancel(cancel)
     with folder.use() as eng:
-        mode = "lexical" if folder.models_failed or (
-            not folder.models_ready and folder.state in ("opening", "indexing")) else None
-        return folder, eng.similar(rel, line0 + 1, k=k, mode=mode)
+        return folder, eng.similar(rel, line0 + 1, k=k, col=col, wait_for_models=False)
 
 
 async def workspace_symbol(ls: SgLanguageServer, params: types.WorkspaceSymbolParams) -> list[types.WorkspaceSymbol]:
@@ -170,21 +170,24 @@ async def sg_search(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
 
     def run(cancel: threading.Event) -> dict[str, Any]:
         t0 = time.perf_counter()
-        pairs, meta = search_folders(ls, query, limit, mode, paths, explain, cancel)
+        pairs, res = search_folders(ls, query, limit, mode, paths, explain, cancel)
         check_cancel(cancel)
-        return {"results": hits_json(ls, pairs, explain), "model": _model_label(meta["models"]),
-                "models": meta["models"], "mode": meta["mode"], "notes": meta["notes"],
-                "elapsedMs": round((time.perf_counter() - t0) * 1000, 2)}
+        out = {"results": hits_json(ls, pairs, explain), "model": _model_label(res.models),
+               "models": res.models, "mode": res.mode, "notes": res.notes,
+               "elapsedMs": round((time.perf_counter() - t0) * 1000, 2)}
+        if explain:  # how the query was routed: the weight of each embedding space's route
+            out["route"] = {r: round(float(w), 6) for r, w in res.route.items()}
+        return out
 
     return await ls.offload("sg/search", run)
 
 
 async def sg_similar(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
-    uri, line, limit = similar_target(params, SIMILAR, default_limit(ls))
+    uri, line, character, limit = similar_target(params, SIMILAR, default_limit(ls))
 
     def run(cancel: threading.Event) -> dict[str, Any]:
         t0 = time.perf_counter()
-        folder, res = similar_at(ls, uri, line, limit, cancel)
+        folder, res = similar_at(ls, uri, line, character, limit, cancel)
         return {"results": hits_json(ls, [(folder, h) for h in res.hits], False), "model": _model_label(res.models),
                 "models": res.models, "mode": res.mode, "notes": res.notes,
                 "elapsedMs": round((time.perf_counter() - t0) * 1000, 2)}
@@ -195,22 +198,24 @@ async def sg_similar(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
 async def code_action(ls: SgLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     if params.context.only is not None and types.CodeActionKind.Empty not in params.context.only:
         return []
-    uri, line0 = params.text_document.uri, params.range.start.line
+    uri, start = params.text_document.uri, params.range.start
     hit = ls.folder_for(uri)
     if hit is None:
         return []
     folder, rel = hit
 
     def run(cancel: threading.Event) -> list[types.CodeAction]:
+        # sg/similar's rule (Engine.chunk_at): the action is offered when that chunk is a function or a method,
+        # and its command carries the same position, so it finds similar code for the same chunk.
+        col = LineReader(ls).client_col_to_cp(folder, rel, start.line, start.character)
         with folder.use(wait=0.5) as eng:
-            chunks = eng.store.chunks_of_file(rel)
-        covering = [c for c in chunks if c.start_line <= line0 + 1 <= c.end_line and c.kind in ("function", "method")]
-        if not covering:
+            target = eng.chunk_at(rel, start.line + 1, col)
+        if target is None or target.kind not in ("function", "method"):
             return []
-        target = min(covering, key=lambda c: c.end_line - c.start_line)
         title = "Find similar functions"
+        where = {"textDocument": {"uri": uri}, "position": {"line": start.line, "character": start.character}}
         return [types.CodeAction(title=title, command=types.Command(
-            title=title, command=CMD_FIND_SIMILAR, arguments=[uri, target.start_line - 1]))]
+            title=title, command=CMD_FIND_SIMILAR, arguments=[where]))]
 
     try:
         return await ls.offload("textDocument/codeAction", run)
@@ -223,19 +228,21 @@ async def code_action(ls: SgLanguageServer, params: types.CodeActionParams) -> l
 # `ls: Any`: pygls evaluates a command's annotations at run time (get_type_hints), and SgLanguageServer is only
 # imported for type checkers (the server module imports this one).
 async def find_similar_command(ls: Any, *args: Any) -> list[dict[str, Any]]:
-    """Arguments: [uri, line] (0-based line), or one object like sg/similar's params. Returns Location[]."""
+    """Arguments: one object like sg/similar's params, or [uri, line, character?] (0-based). Returns Location[]."""
+    def integer(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
     if len(args) == 1 and isinstance(args[0], dict):
-        uri, line, limit = similar_target(args[0], CMD_FIND_SIMILAR, default_limit(ls))
-    elif len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], int) and not isinstance(args[1], bool):
-        uri, line, limit = args[0], args[1], default_limit(ls)
-        if line < 0:
-            raise JsonRpcInvalidParams(f"invalid arguments for {CMD_FIND_SIMILAR}: line must be >= 0")
+        uri, line, character, limit = similar_target(args[0], CMD_FIND_SIMILAR, default_limit(ls))
+    elif len(args) in (2, 3) and isinstance(args[0], str) and all(integer(a) for a in args[1:]):
+        uri, line, character, limit = args[0], args[1], (args[2] if len(args) == 3 else None), default_limit(ls)
+        check_position(line, character, CMD_FIND_SIMILAR)
     else:
-        raise JsonRpcInvalidParams(f"invalid arguments for {CMD_FIND_SIMILAR}: expected [uri, line] or "
-                                   "[{textDocument: {uri}, position}]")
+        raise JsonRpcInvalidParams(f"invalid arguments for {CMD_FIND_SIMILAR}: expected "
+                                   "[{textDocument: {uri}, position}], [uri, line, character] or [uri, line]")
 
     def run(cancel: threading.Event) -> list[dict[str, Any]]:
-        folder, res = similar_at(ls, uri, line, limit, cancel)
+        folder, res = similar_at(ls, uri, line, character, limit, cancel)
         reader = LineReader(ls)
         return [{"uri": folder.uri_for(h.path), "range": range_json(reader.range(folder, h))} for h in res.hits]
 

@@ -21,10 +21,7 @@ async def sg_status(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
         models: dict[str, str] = {}
         for f in list(ls.folders.values()):
             entry: dict[str, Any] = {"uri": f.uri, "name": f.name, "state": f.state, "error": f.error,
-                                     "modelsLoaded": f.models_ready, "complete": f.index_complete,
-                                     "lastIndex": f.last_report}
-            if f.models_failed:
-                entry["modelError"] = f.models_failed
+                                     "modelsLoaded": False, "complete": f.index_complete, "lastIndex": f.last_report}
             eng = f.engine
             if eng is not None:
                 try:
@@ -32,6 +29,10 @@ async def sg_status(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
                 except Exception as exc:
                     st = {"error": str(exc)}
                 entry.update({k: st.get(k) for k in ("files", "chunks", "skipped", "vectors", "models", "index")})
+                entry["modelState"] = st.get("model_state")  # disabled | not loaded | loading | ready | failed
+                entry["modelsLoaded"] = st.get("model_state") == "ready"
+                if st.get("model_state") == "failed":
+                    entry["modelError"] = st.get("model_note")
                 for k in totals:
                     totals[k] += int(st.get(k) or 0)
                 models.update(st.get("models") or {})

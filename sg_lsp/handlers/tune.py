@@ -32,7 +32,7 @@ async def sg_tune(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
     extra = {"dry_run": True} if opt(p, "dryRun", bool, TUNE, False) else {}  # mine pairs only
     apply = opt(p, "apply", bool, TUNE)  # None: use the tuned model if it did not get worse on held-out pairs
     try:
-        from engine.tune import run_tune
+        from engine import run_tune
     except ImportError:
         raise JsonRpcException("local tuning is not available in this build", code=REQUEST_FAILED) from None
     if folder_uri is not None:
