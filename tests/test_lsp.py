@@ -578,6 +578,25 @@ async def test_real_model_semantic_search_and_similar(tmp_path: Path):
 
 
 @pytest.mark.asyncio
+async def test_models_warm_up_as_soon_as_the_folder_opens(tmp_path: Path):
+    root = write_workspace(tmp_path)
+    # The test hook holds the index before its lexical pass: the models must load meanwhile, not after it.
+    client = await start(config(SG_LSP_DEBUG_INDEX_DELAY="100"), root, {"models": {"threads": 1}})
+    try:
+        status = await eventually(status_of(client), lambda st: st["folders"][0].get("modelState") == "ready",
+                                  timeout=90, interval=0.2)
+        assert status["state"] == "indexing" and status["files"] == 0, status
+        res = await search(client, "compute the fibonacci sequence", mode="semantic")
+        assert res["model"] != "lexical" and res["mode"] == "semantic", res
+        assert not any("loading" in n for n in res["notes"]), res
+        token = next(t for t, r in client.progress_reports.items() if r)
+        client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+        await wait_progress_end(client, "sg: indexing")
+    finally:
+        await stop(client)
+
+
+@pytest.mark.asyncio
 async def test_settings_changes_apply(tmp_path: Path):
     root = write_workspace(tmp_path)
     client = await start(config(), root, LEXICAL)
