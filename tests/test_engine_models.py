@@ -50,7 +50,7 @@ def test_multi_vector_space_reranks_with_maxsim(hub: Path, tmp_path: Path, monke
     q = sp.embedder.embed_queries(["retry with exponential backoff"])[0]
     top = res.hits[0]
     row = eng.store.chunks_by_id([top.chunk_id])[top.chunk_id]
-    from engine.search import render_for_embedding
+    from engine.embed.render import render_for_embedding
 
     d = sp.embedder.embed_documents([render_for_embedding(row, eng.settings.index.embed_render)])[0]
     exact = float((q @ d.T).max(axis=1).sum() / len(q))
@@ -132,10 +132,55 @@ def test_bm25_share_of_an_english_query_without_a_cjk_model(tmp_path: Path) -> N
     eng.index()
     lw = eng.settings.search.lexical_weight
     sp = next(iter(eng.spaces.values()))
-    coverage = len(sp.ann) / eng._chunk_count()  # the space's weight shrinks with the share of chunks it holds
+    coverage = len(sp.ann) / eng.store.chunk_count()  # the space's weight shrinks with the share of chunks it holds
     hits = eng.search("retry with exponential backoff", mode="hybrid", k=5).hits
     share = max(h.components.get("lexical", 0.0) for h in hits)
     assert share == pytest.approx(lw / (lw + (1 - lw) * coverage))
     ja = eng.search("ファイルを開く", mode="hybrid", k=5).hits
     assert ja and ja[0].path == "docs/guide.md" and ja[0].components["lexical"] > 0.5
     eng.close()
+
+
+def _vector_rows(eng: Engine) -> int:
+    import sqlite3
+
+    with sqlite3.connect(eng.status()["index"]) as con:
+        return con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+
+def test_store_stays_bounded_under_repeated_edits(tmp_path: Path) -> None:
+    """Vectors are keyed by content: each save of an edited function used to leave the old version's vector in the
+    store forever (Store.gc_vectors existed, nothing called it). 300 saves must not leave 300 dead vectors."""
+    from engine.indexer import GC_MIN
+
+    model = tmp_path / "model"
+    build_st_bert(model)
+    root = tmp_path / "ws"
+    root.mkdir()
+    write(root, FILES)
+    eng = engine_with(root, {"models": {"model_path": str(model), "threads": 1}})
+    try:
+        eng.index()
+        live = _vector_rows(eng)
+        for i in range(300):
+            (root / "edited.py").write_text(f"def edited_{i}(x):\n    return x + {i}\n")
+            eng.update_files(["edited.py"])
+        assert eng.search("edited_299", k=1, mode="semantic").hits
+        assert _vector_rows(eng) <= live + 1 + GC_MIN
+        assert eng.check() == []
+    finally:
+        eng.close()
+
+
+def test_settings_problems_are_reported_when_the_engine_reads_them(tmp_path: Path) -> None:
+    """Engine.problems used to be written and never read: a typo in .sg.toml vanished silently."""
+    (tmp_path / ".sg.toml").write_text('[search]\nmode = "semantic"\nbogus_key = 1\n[index]\nmax_file_bytes = 0\n')
+    said: list[str] = []
+    eng = Engine(tmp_path, log=said.append)
+    try:
+        problems = eng.status()["problems"]
+        assert any("bogus_key" in p for p in problems) and any("max_file_bytes" in p for p in problems)
+        assert all(any(p in s for s in said) for p in problems)
+        assert eng.settings.search.mode == "semantic"  # the good value is kept, the bad ones dropped
+    finally:
+        eng.close()
