@@ -31,6 +31,8 @@ _EXPORTS = {
     "MODES": "engine.records",
     "Progress": "engine.records",
     "split_lines": "engine.text",
+    "decode_text": "engine.discover",  # bytes -> text exactly as the indexer reads a file (the server's columns)
+    "run_tune": "engine.tune",  # local tuning (ImportError in a build without its dependencies)
     "SgError": "engine.errors",
     "BadQuery": "engine.errors",
     "ConfigError": "engine.errors",

@@ -76,8 +76,9 @@ class Engine:
             self._setup_spaces()
 
     # -- models ------------------------------------------------------------------------------------------------
-    def _ensure_models(self) -> None:
-        """Load the models now (blocking); raises the SgError that made loading fail."""
+    def _ensure_models(self, weights: bool = False) -> None:
+        """Load the models now (blocking); raises the SgError that made loading fail. With `weights`, each
+        model's weights too (embedders otherwise load them on their first call)."""
         if self._models_loaded:
             return
         with self._models_lock:
@@ -89,6 +90,11 @@ class Engine:
             try:
                 self._embedders, self._reports = load_embedders(self.settings.models, log=self.log)
                 self._setup_spaces()
+                for sp in list(self.spaces.values()) if weights else []:
+                    try:
+                        getattr(sp.embedder, "load", lambda: None)()
+                    except ModelError as exc:
+                        self._drop_space(sp, exc)
             except SgError as exc:
                 self._model_state = ("failed", str(exc))
                 raise
@@ -100,7 +106,7 @@ class Engine:
         to warm them in the background). Never raises for a model that cannot load: returns model_state()."""
         if self.settings.models.enabled and self._model_state[0] not in ("ready", "failed"):
             try:
-                self._ensure_models()
+                self._ensure_models(weights=True)  # "ready" then means a query does not wait for weights
             except SgError:
                 pass
         return self.model_state()

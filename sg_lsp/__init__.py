@@ -1,3 +1,3 @@
-"""sg language server: a thin pygls adapter that exposes engine.search.Engine to editors over LSP."""
+"""sg language server: a thin pygls adapter that exposes engine.Engine to editors over LSP."""
 
 __version__ = "0.1.0"

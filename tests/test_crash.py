@@ -3,11 +3,11 @@ the same results as a clean build. bench/reliability/kill_index.py runs the 50-k
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.search import Engine
-from engine.settings import load_settings
+from engine import Engine, load_settings
 
 QUERIES = ["check if a variable is iterable", "read a file line by line", "convert string to datetime",
            "remove duplicates from a list", "sort a dictionary by value"]
@@ -47,6 +46,28 @@ def results(root: Path, index_dir: Path, embed: bool) -> list[list[tuple[str, st
         eng.close()
 
 
+def committed(index_dir: Path) -> int:
+    """Work the index has committed so far: stored files plus stored vectors (read-only, as a second reader)."""
+    try:
+        con = sqlite3.connect(f"file:{index_dir / 'index.sqlite'}?mode=ro", uri=True, timeout=0.2)
+        try:
+            return sum(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("files", "vectors"))
+        finally:
+            con.close()
+    except sqlite3.Error:  # not created yet, or its schema not written yet
+        return 0
+
+
+def kill_midway(p: subprocess.Popen, index_dir: Path, target: int) -> bool:
+    """SIGKILL `p` once the index in `index_dir` has committed `target` units (the kill lands somewhere in the
+    batch being written then). True when the kill met a running indexer."""
+    while committed(index_dir) < target and p.poll() is None:
+        time.sleep(0.005)
+    alive = p.poll() is None
+    p.send_signal(signal.SIGKILL)
+    return p.wait(timeout=60) == -signal.SIGKILL and alive
+
+
 @pytest.mark.parametrize("embed", [False, True], ids=["lexical", "with-model"])
 def test_sigkill_during_index_then_resume(bench_dir: Path, tmp_path: Path, embed: bool) -> None:
     root = corpus(bench_dir, tmp_path / "ws", 400 if embed else 2000)
@@ -55,17 +76,17 @@ def test_sigkill_during_index_then_resume(bench_dir: Path, tmp_path: Path, embed
     p = sg_index(root, clean, extra)
     assert p.wait(timeout=600) == 0, p.stderr.read().decode()
     expected = results(root, clean, embed)
+    total = committed(clean)
 
     rng = random.Random(1234)
     crashed = tmp_path / "crashed"
-    kills = 0
-    for _ in range(3):
+    for round_ in range(3):
+        start = committed(crashed)
+        assert start < total, f"round {round_}: the index completed before it was killed"
+        # kill a random way into what is left (at most a third of it, so every round still has work to cut)
+        target = start + max(1, int(rng.uniform(0.05, 0.35) * (total - start)))
         p = sg_index(root, crashed, extra)
-        time.sleep(rng.uniform(0.3, 4.0 if embed else 1.5))
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
-        p.wait(timeout=60)
+        assert kill_midway(p, crashed, target), f"round {round_}: the indexer had exited before the kill"
         # after every kill the store opens and is internally consistent
         eng = Engine(root, load_settings(root, {"index": {"index_dir": str(crashed)}, "models": {"enabled": embed}}))
         assert eng.check() == []
@@ -73,4 +94,3 @@ def test_sigkill_during_index_then_resume(bench_dir: Path, tmp_path: Path, embed
     p = sg_index(root, crashed, extra)
     assert p.wait(timeout=600) == 0, p.stderr.read().decode()
     assert results(root, crashed, embed) == expected
-    print(json.dumps({"kills": kills, "embed": embed}))

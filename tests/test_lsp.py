@@ -77,6 +77,14 @@ function capitalizeWords(text) {
     with open(path, encoding="utf-8") as handle:
         return handle.read()
 ''',
+    # Two functions on one line after a comment with an emoji: the position's character decides which one encloses
+    # the cursor (in UTF-16 units the emoji counts twice), and each has a twin elsewhere that sg/similar must find.
+    "src/oneline.js": "/* 日本😀 */ function alphaSum(numbers) { let accumulator = 0; for (const number of numbers) "
+                      "{ accumulator += number; } return accumulator; } function betaJoin(fragments) "
+                      "{ return fragments.join(separatorDash); }\n",
+    "src/twins.js": "function gammaSum(numbers) {\n  let accumulator = 0;\n  for (const number of numbers) "
+                    "{ accumulator += number; }\n  return accumulator;\n}\n\n"
+                    "function deltaJoin(fragments) {\n  return fragments.join(separatorDash);\n}\n",
     "docs/guide.md": "# Installation guide\n\nRun the installer and follow the prompts.\n\n"
                      "## Troubleshooting network proxies\n\nSet HTTPS_PROXY before running the installer.\n",
 }
@@ -247,6 +255,7 @@ async def test_sg_search_modes(lex: LanguageClient, workspace: Path, mode: str):
     assert top["range"]["start"] == {"line": line, "character": 0}
     assert set(top) >= {"uri", "range", "symbol", "kind", "score", "snippet", "space", "explanation"}
     assert "lexical" in top["explanation"]
+    assert set(res["route"]) == {"code", "prose", "cjk"} and res["route"]["code"] > 0.5, res["route"]
     assert res["model"] == "lexical"  # models are disabled in this server
     if mode != "lexical":
         assert any("lexical" in n for n in res["notes"])  # says why it fell back
@@ -326,6 +335,45 @@ async def test_sg_similar_both_param_forms(lex: LanguageClient, workspace: Path)
     assert err.code == -32602 and "not inside a workspace folder" in err.message
 
 
+def oneline_columns() -> tuple[str, int]:
+    """The line holding alphaSum and betaJoin, and the code-point column just past alphaSum's closing brace (a
+    cursor there is still in alphaSum; one column on, at betaJoin's first letter, it is in betaJoin)."""
+    line = FILES["src/oneline.js"].split("\n")[0]
+    return line, line.index(" function betaJoin")
+
+
+@module
+async def test_similar_uses_the_character_of_the_position(lex: LanguageClient, workspace: Path):
+    uri = (workspace / "src/oneline.js").as_uri()
+    line, end_alpha = oneline_columns()
+
+    def utf16(cp: int) -> int:
+        return len(line[:cp].encode("utf-16-le")) // 2
+
+    twins = {"gammaSum": line_of(workspace, "src/twins.js", "function gammaSum"),
+             "deltaJoin": line_of(workspace, "src/twins.js", "function deltaJoin")}
+    # The cursor just past alphaSum's brace, then on betaJoin's first letter. Read as code points, the UTF-16
+    # column of the first (one more, for the emoji) would land on the second; ignoring the character, both would
+    # name the same function.
+    for cp, want in ((end_alpha, "gammaSum"), (end_alpha + 1, "deltaJoin")):
+        pos = {"line": 0, "character": utf16(cp)}
+        res = await request(lex, "sg/similar", {"textDocument": {"uri": uri}, "position": pos})
+        assert res["results"][0]["symbol"] == want, (pos, res["results"][:2])
+        # the code action finds the same function, and its command carries the position
+        at = types.Position(**pos)
+        actions = await lex.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), range=types.Range(start=at, end=at),
+            context=types.CodeActionContext(diagnostics=[])))
+        cmd = actions[0].command
+        locations = await lex.workspace_execute_command_async(types.ExecuteCommandParams(
+            command=cmd.command, arguments=cmd.arguments))
+        assert locations[0]["range"]["start"]["line"] == twins[want], (pos, cmd.arguments, locations[:2])
+        # [uri, line, character] says the same
+        locations = await lex.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="sg.findSimilar", arguments=[uri, 0, utf16(cp)]))
+        assert locations[0]["range"]["start"]["line"] == twins[want]
+
+
 @module
 async def test_utf16_ranges_on_a_japanese_line(lex: LanguageClient, workspace: Path):
     res = await search(lex, "greetUser", mode="lexical")
@@ -360,11 +408,11 @@ async def test_watched_file_events(lex: LanguageClient, workspace: Path):
     new.write_text("def decode_base85_payload(blob):\n    return blob\n", encoding="utf-8")
     lex.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
         changes=[types.FileEvent(uri=new.as_uri(), type=types.FileChangeType.Created)]))
-    assert await poll_symbol(lex, "decode base85 payload", "decode_base85_payload")
+    await poll_symbol(lex, "decode base85 payload", "decode_base85_payload")
     new.unlink()
     lex.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
         changes=[types.FileEvent(uri=new.as_uri(), type=types.FileChangeType.Deleted)]))
-    assert await poll_symbol(lex, "decode base85 payload", "decode_base85_payload", present=False)
+    await poll_symbol(lex, "decode base85 payload", "decode_base85_payload", present=False)
 
 
 @module
@@ -378,22 +426,26 @@ async def test_unsaved_edits_are_searchable_until_closed(lex: LanguageClient, wo
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
         content_changes=[types.TextDocumentContentChangeWholeDocument(
             text=on_disk + "\n\ndef gyroscope_drift_estimate(samples):\n    return sum(samples)\n")]))
-    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
+    await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
     assert path.read_text(encoding="utf-8") == on_disk
     # a walk of the folder reads the disk, then gives the edited document its text back
     walks = finished_walks(lex)
     await request(lex, "sg/reindex")
     await eventually(lambda: finished_walks(lex) > walks)
-    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
+    await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate")
     # closed without saving: the file on disk is what is indexed again
     lex.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
-    assert await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate", present=False)
-    assert await poll_symbol(lex, "sum of squares", "sum_of_squares")
+    await poll_symbol(lex, "gyroscope drift estimate", "gyroscope_drift_estimate", present=False)
+    await poll_symbol(lex, "sum of squares", "sum_of_squares")
     # a change to a document the client never opened is a protocol error: logged, nothing indexed, still serving
     lex.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=(workspace / "src/never_opened.py").as_uri(), version=1),
         content_changes=[types.TextDocumentContentChangeWholeDocument(text="def ghost_function_x():\n    pass\n")]))
-    await asyncio.sleep(1.5)
+    # A save after it is a barrier: the writer applies pending changes in order (merged into one batch), so once
+    # the saved function is findable, the change above has been handled too.
+    path.write_text(on_disk + "\n\ndef barrier_after_ghost_change():\n    return 1\n", encoding="utf-8")
+    lex.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    await poll_symbol(lex, "barrier after ghost change", "barrier_after_ghost_change")
     assert not [r for r in (await search(lex, "ghost function", mode="lexical"))["results"]
                 if r["symbol"] == "ghost_function_x"]
 
@@ -404,10 +456,10 @@ def finished_walks(client: LanguageClient) -> int:
 
 
 async def poll_symbol(client: LanguageClient, query: str, symbol: str, present: bool = True,
-                      timeout: float = 5.0) -> bool:
+                      timeout: float = 5.0) -> None:
+    """Wait until a lexical search for `query` finds (or, with present=False, no longer finds) `symbol`."""
     await eventually(lambda: search(client, query, mode="lexical"),
                      lambda res: any(r["symbol"] == symbol for r in res["results"]) == present, timeout)
-    return True
 
 
 # -- servers of their own ---------------------------------------------------------------------------------------
@@ -428,15 +480,16 @@ async def test_request_and_progress_cancellation(tmp_path: Path):
         # A slow search (test hook) cancelled by the client gets RequestCancelled at once.
         for method, params in (("sg/search", {"query": "fibonacci"}), ("workspace/symbol", None)):
             t1 = time.monotonic()
+            before = set(client.protocol._request_futures)
             if params is None:
                 task = asyncio.ensure_future(client.workspace_symbol_async(
                     types.WorkspaceSymbolParams(query="fibonacci")))
-                await asyncio.sleep(0.2)
-                msg_id = next(reversed(client.protocol._request_futures))
             else:
-                msg_id = f"slow-{method}"
-                task = asyncio.ensure_future(request(client, method, params, msg_id=msg_id))
-                await asyncio.sleep(0.2)
+                task = asyncio.ensure_future(request(client, method, params, msg_id=f"slow-{method}"))
+            # the request is on its way once the client waits for its answer (the server reads messages in order,
+            # so the cancel below always finds it in flight: the search hook holds it for 3 s)
+            sent = await eventually(lambda: set(client.protocol._request_futures) - before, interval=0.01)
+            (msg_id,) = sent
             client.cancel_request(types.CancelParams(id=msg_id))
             err = await error_of(task)
             assert err.code == -32800, err
@@ -462,6 +515,13 @@ async def test_negotiated_position_encodings(tmp_path: Path, encoding: str):
         assert top["range"]["start"]["character"] == units(prefix)
         assert top["range"]["end"]["character"] == units(last)
         assert (await request(client, "sg/status"))["positionEncoding"] == encoding
+        # positions are read in the same units: just past alphaSum, then betaJoin's first letter
+        line, end_alpha = oneline_columns()
+        for cp, want in ((end_alpha, "gammaSum"), (end_alpha + 1, "deltaJoin")):
+            pos = {"line": 0, "character": units(line[:cp])}
+            res = await request(client, "sg/similar", {"textDocument": {"uri": (root / "src/oneline.js").as_uri()},
+                                                       "position": pos})
+            assert res["results"][0]["symbol"] == want, (pos, res["results"][:2])
     finally:
         await stop(client)
 
@@ -473,7 +533,7 @@ async def test_watchdog_fallback_without_dynamic_registration(tmp_path: Path):
     try:
         await wait_ready(client)
         (root / "src/outside_editor.py").write_text("def zebra_stripe_counter(n):\n    return n\n", encoding="utf-8")
-        assert await poll_symbol(client, "zebra stripe counter", "zebra_stripe_counter", timeout=5.0)
+        await poll_symbol(client, "zebra stripe counter", "zebra_stripe_counter", timeout=5.0)
         assert client.registrations == []  # type: ignore[attr-defined]
     finally:
         await stop(client)
@@ -513,6 +573,25 @@ async def test_real_model_semantic_search_and_similar(tmp_path: Path):
                          lambda res: any(r["symbol"] == "isPalindrome" for r in res["results"]), timeout=3.0)
         status = await request(client, "sg/status")
         assert status["folders"][0]["modelsLoaded"] and status["models"]
+    finally:
+        await stop(client)
+
+
+@pytest.mark.asyncio
+async def test_models_warm_up_as_soon_as_the_folder_opens(tmp_path: Path):
+    root = write_workspace(tmp_path)
+    # The test hook holds the index before its lexical pass: the models must load meanwhile, not after it.
+    client = await start(config(SG_LSP_DEBUG_INDEX_DELAY="100"), root, {"models": {"threads": 1}})
+    try:
+        status = await eventually(status_of(client), lambda st: st["folders"][0].get("modelState") == "ready",
+                                  timeout=90, interval=0.2)
+        assert status["state"] == "indexing" and status["files"] == 0, status
+        res = await search(client, "compute the fibonacci sequence", mode="semantic")
+        assert res["model"] != "lexical" and res["mode"] == "semantic", res
+        assert not any("loading" in n for n in res["notes"]), res
+        token = next(t for t, r in client.progress_reports.items() if r)
+        client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+        await wait_progress_end(client, "sg: indexing")
     finally:
         await stop(client)
 

@@ -192,9 +192,10 @@ class Raw:
 
 
 def save_storm_then_kill(root: Path, names: list[str], options: dict, rng: random.Random, seconds: float,
-                         tag: int) -> None:
+                         tag: int) -> bool:
     """Start the server on `root`; for `seconds`, append a function carrying marker(tag, n) to a random file of
-    `names` and send didSave for it; then SIGKILL the server in the middle of that re-indexing."""
+    `names` and send didSave for it; then SIGKILL the server in the middle of that re-indexing. True when the kill
+    met a live server (False: it had already exited, so nothing was killed)."""
     srv = Raw()
     try:
         srv.initialize(root, options)
@@ -208,8 +209,10 @@ def save_storm_then_kill(root: Path, names: list[str], options: dict, rng: rando
             n += 1
             time.sleep(0.005)
     finally:
+        alive = srv.proc.poll() is None
         srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(10)
+        code = srv.proc.wait(10)
+    return alive and code == -signal.SIGKILL
 
 
 # -- fuzzing ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,366 @@
+"""Background indexing: the one writer thread (queued index work, debounced file updates), file watching, and
+indexing a folder with `$/progress` (lexical pass, then models, then embeddings)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import unquote
+
+from lsprotocol import types
+
+from engine import Engine, IndexReport
+
+from .progress import WorkProgress
+from .session import Folder, jsonable
+
+if TYPE_CHECKING:
+    from .server import SgLanguageServer
+
+logger = logging.getLogger("sg_lsp")
+
+SAVE_DEBOUNCE = 0.05  # seconds; a save must be searchable within ~1 s
+WATCH_DEBOUNCE = 0.3  # external changes come in bursts (git checkout, code generators)
+CHANGE_DEBOUNCE = 1.0  # unsaved edits: while typing, the buffer is re-indexed at most once a second
+RESCAN_THRESHOLD = 500  # more changed paths than this: one incremental walk instead of per-file updates
+_DEBUG_INDEX_DELAY = float(os.environ.get("SG_LSP_DEBUG_INDEX_DELAY", "0") or 0)  # same, before indexing
+
+
+class Writer(threading.Thread):
+    """The one thread that writes indexes: queued tasks (open/index/reopen) and debounced file updates.
+
+    Due file updates go first; a running index is pre-empted by a save (it stops after the current batch, the
+    update runs, the index resumes where it stopped), so a save is searchable quickly even during a long index.
+    """
+
+    def __init__(self, ls: SgLanguageServer):
+        super().__init__(name="sg-writer", daemon=True)
+        self.ls = ls
+        self.cond = threading.Condition()
+        self.tasks: deque[tuple[str, Callable[[], None]]] = deque()
+        self.pending: dict[Folder, dict[str, str]] = {}  # folder -> rel path -> changed | deleted | dir | buffer
+        self.due: float | None = None
+        self.stopping = False
+        self.preempt: threading.Event | None = None
+
+    def submit(self, key: str, fn: Callable[[], None], front: bool = False) -> None:
+        with self.cond:
+            if key and any(k == key for k, _ in self.tasks):
+                return  # the same work is already queued
+            (self.tasks.appendleft if front else self.tasks.append)((key, fn))
+            self.cond.notify()
+
+    def note_changes(self, folder: Folder, changes: dict[str, str], delay: float) -> None:
+        with self.cond:
+            mine = self.pending.setdefault(folder, {})
+            for rel, kind in changes.items():
+                mine[rel] = "dir" if "dir" in (kind, mine.get(rel)) else kind
+            due = time.monotonic() + delay
+            self.due = due if self.due is None else min(max(self.due, time.monotonic()), due)
+            if self.preempt is not None:
+                self.preempt.set()
+            self.cond.notify()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self.cond:
+            self.stopping = True
+            self.tasks.clear()
+            if self.preempt is not None:
+                self.preempt.set()
+            self.cond.notify()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
+
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                job = self._next_locked()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception as exc:
+                logger.exception("index work failed")
+                self.ls.tell_user(types.MessageType.Error, f"sg: indexing failed: {exc}")
+
+    def _next_locked(self) -> Callable[[], None] | None:
+        while not self.stopping:
+            now = time.monotonic()
+            if self.pending and self.due is not None and now >= self.due:
+                return self._take_updates_locked()
+            if self.tasks:
+                return self.tasks.popleft()[1]
+            self.cond.wait(None if self.due is None or not self.pending else max(0.0, self.due - now))
+        return None
+
+    def _take_updates_locked(self) -> Callable[[], None]:
+        batch, self.pending, self.due = self.pending, {}, None
+        return lambda: self._apply_updates(batch)
+
+    def flush_due_updates(self) -> None:
+        """Called by a pre-empted index: apply the pending updates now (after their debounce)."""
+        while True:
+            with self.cond:
+                if self.stopping or not self.pending:
+                    return
+                wait = (self.due or 0) - time.monotonic()
+                if wait > 0:
+                    self.cond.wait(wait)
+                    continue
+                job = self._take_updates_locked()
+            job()
+
+    def _apply_updates(self, batch: dict[Folder, dict[str, str]]) -> None:
+        for folder, changes in batch.items():
+            if folder.engine is None or folder not in self.ls.folders.values():
+                continue  # not open yet: the initial index will read these files anyway
+            eng = folder.engine
+            paths = sorted(changes)
+            rescan = len(paths) > RESCAN_THRESHOLD or "dir" in changes.values()
+            deleted = [p for p, k in changes.items() if k == "deleted"]
+            if rescan or (deleted and eng.needs_rescan(deleted)):
+                self.ls.schedule_index(folder, front=True)
+                continue
+            embed = folder.index_complete and eng.model_state()[0] == "ready"
+            buffers = {}
+            for rel in (p for p, k in changes.items() if k == "buffer"):  # unsaved edits: the open document's text
+                doc = self.ls.workspace.text_documents.get(unquote(self.ls.unsaved.get((folder.uri, rel), "")))
+                if doc is not None:
+                    buffers[rel] = doc.source
+            t0 = time.perf_counter()
+            try:
+                report = eng.update_files(paths, embed=embed, buffers=buffers)
+            except Exception as exc:
+                logger.exception("update_files failed")
+                self.ls.tell_user(types.MessageType.Error, f"sg: could not re-index {paths[0]}: {exc}")
+                continue
+            logger.info("re-indexed %d path(s) in %s in %.0f ms (changed %d, removed %d, embedded %d)",
+                        len(paths), folder.name, (time.perf_counter() - t0) * 1000, report.changed,
+                        report.removed, report.embedded)
+
+
+# -- file watching (fallback when the client cannot watch files for us) --------------------------------------------
+class FileWatch:
+    """watchdog observer over every folder; events become debounced writer updates."""
+
+    def __init__(self, ls: SgLanguageServer):
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        self.ls = ls
+        self.observer = Observer()
+        self.observer.daemon = True
+        self._handler_cls = FileSystemEventHandler
+        self.watches: dict[str, Any] = {}
+
+    def watch(self, folder: Folder) -> None:
+        ls = self.ls
+
+        class Handler(self._handler_cls):  # type: ignore[misc, valid-type]
+            def on_any_event(self, event: Any) -> None:
+                kind = event.event_type
+                if kind not in ("created", "modified", "deleted", "moved", "closed"):
+                    return
+                if event.is_directory and kind in ("modified", "closed"):
+                    return  # a directory's mtime changes with every child: the child has its own event
+                changes: dict[str, str] = {}
+                paths = [(event.src_path, "deleted" if kind in ("deleted", "moved") else "changed")]
+                if kind == "moved":
+                    paths.append((event.dest_path, "changed"))
+                for p, k in paths:
+                    rel = folder.rel(Path(os.fsdecode(p)))
+                    if rel is None or folder.ignored(rel):
+                        continue
+                    changes[rel] = "dir" if event.is_directory else k
+                if changes:
+                    ls.writer.note_changes(folder, changes, WATCH_DEBOUNCE)
+
+        from watchdog import events as ev
+
+        # Only events that can change the index: no open/close-without-write noise from the indexer's reads.
+        kinds = [ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileDeletedEvent, ev.FileMovedEvent,
+                 ev.FileClosedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
+        self.watches[folder.uri] = self.observer.schedule(Handler(), str(folder.root), recursive=True,
+                                                          event_filter=kinds)
+
+    def unwatch(self, folder: Folder) -> None:
+        w = self.watches.pop(folder.uri, None)
+        if w is not None:
+            self.observer.unschedule(w)
+
+    def start(self) -> None:
+        self.observer.start()
+
+    def stop(self) -> None:
+        self.observer.stop()
+
+
+# -- indexing a folder (on the writer thread) ------------------------------------------------------------------------
+def open_engine(ls: SgLanguageServer, folder: Folder) -> bool:
+    try:
+        engine = Engine(folder.root, folder.settings, log=ls.log_to_client)
+    except Exception as exc:
+        logger.exception("cannot open the index of %s", folder.root)
+        folder.state, folder.error = "error", f"cannot open the index: {exc}"
+        ls.tell_user(types.MessageType.Error, f"sg: {folder.name}: {folder.error}")
+        folder.opened.set()
+        return False
+    folder.swap(engine)
+    folder.error = ""
+    folder.opened.set()
+    start_warmup(ls, folder, engine)
+    return True
+
+
+def start_warmup(ls: SgLanguageServer, folder: Folder, eng: Engine) -> None:
+    """Load the folder's models in the background as soon as it opens, so the first semantic query does not pay
+    for the load (searches answer lexically, saying so, until they are ready). The index waits for them only
+    where it needs them, after its lexical pass, as it did when it loaded them itself."""
+    if eng.model_state()[0] == "not loaded":
+        threading.Thread(target=warm_models, args=(ls, folder, eng), daemon=True,
+                         name=f"sg-models-{folder.name}").start()
+
+
+def warm_models(ls: SgLanguageServer, folder: Folder, eng: Engine) -> None:
+    """Load the models (Engine.load_models never raises for a model that cannot load) and tell the user what
+    came of it: lexical search only when they failed, and any per-route note (a fallback model, say)."""
+    state, why = eng.load_models()
+    if folder.engine is not eng:
+        return  # re-opened meanwhile: the new engine warms its own models
+    if state == "failed":
+        ls.tell_user(types.MessageType.Error, f"sg ({folder.name}): no embedding model: {why}; "
+                                              "searching lexically only")
+    elif state == "ready":
+        for r in eng.models():
+            if r.note:
+                ls.tell_user(types.MessageType.Warning, f"sg ({folder.name}): {r.route}: {r.note}", every=3600)
+
+
+def index_folder(ls: SgLanguageServer, folder: Folder) -> None:
+    """Open (if needed) and index one folder, with $/progress; lexical pass, then models, then embeddings."""
+    if folder not in ls.folders.values():
+        return
+    folder.cancel_requested = folder.superseded = False  # before the token exists: a cancel may follow at once
+    prog = WorkProgress(ls, f"sg: indexing {folder.name}",
+                        on_cancel=lambda: folder.cancel_index(by_user=True))
+    prog.begin("opening the index")
+    if folder.engine is None and not open_engine(ls, folder):
+        prog.end(f"failed: {folder.error}")
+        return
+    eng = folder.engine
+    folder.state = "indexing"
+    want_models = folder.settings.models.enabled
+    stage = "lexical" if want_models and eng.model_state()[0] not in ("ready", "failed") else "full"
+    t0 = time.perf_counter()
+
+    def progress(phase: str, done: int, total: int) -> None:
+        # Percent bands: files 0-40, models 40-45, embeddings 45-100 (files 0-100 without models).
+        if not want_models:
+            lo, hi = 0, 100
+        elif phase.startswith("embed"):
+            lo, hi = 45, 100
+        else:
+            lo, hi = (0, 40) if stage == "lexical" else (40, 45)
+        if phase == "files":
+            msg = f"files {done}/{total}" if total else "checking files"
+        else:
+            msg = f"embedding {done}/{total} chunks ({phase.split(':', 1)[-1]})"
+        prog.report(msg, lo + (hi - lo) * (done / total if total else 1.0), force=done == total)
+
+    report = None
+    while True:
+        ev = threading.Event()
+        folder.index_cancel = ev
+        if folder.cancel_requested or folder.superseded or ls.writer.stopping:
+            ev.set()
+        ls.writer.preempt = ev
+        try:
+            if stage == "models":
+                prog.report("loading embedding models", 42, force=True)
+                eng.load_models()  # waits for the warm-up started when the folder opened
+                stage = "full"
+                continue
+            embed = want_models and eng.model_state()[0] == "ready"
+            if _DEBUG_INDEX_DELAY and report is None and ev.wait(_DEBUG_INDEX_DELAY):
+                report = IndexReport(cancelled=True)
+            else:
+                report = eng.index(progress=progress, cancel=ev, embed=embed)
+        except Exception as exc:
+            logger.exception("indexing %s failed", folder.root)
+            folder.state, folder.error = "ready", f"indexing failed: {exc}"
+            ls.tell_user(types.MessageType.Error, f"sg: {folder.name}: {folder.error}")
+            prog.end(f"failed: {exc}")
+            return
+        finally:
+            ls.writer.preempt = None
+            folder.index_cancel = None
+        folder.last_report = jsonable(report)
+        if report.cancelled:
+            if folder.cancel_requested or folder.superseded or ls.writer.stopping:
+                folder.state = "ready"
+                folder.index_complete = False  # saves stay lexical-only until an index completes
+                prog.end("cancelled: searching what is indexed so far")
+                return
+            ls.writer.flush_due_updates()  # pre-empted by a save: apply it, then resume
+            continue
+        for note in report.notes:
+            ls.log_to_client(f"sg ({folder.name}): {note}")
+        if stage == "lexical" and want_models:
+            stage = "models"
+            continue
+        break
+    folder.index_complete = True
+    folder.state = "ready"
+    # The walk read every file from disk: documents with unsaved edits get their text back.
+    edited = {rel: "buffer" for furi, rel in list(ls.unsaved) if furi == folder.uri}
+    if edited:
+        ls.writer.note_changes(folder, edited, SAVE_DEBOUNCE)
+    eng.warm()
+    st = eng.status()
+    prog.end(f"{st.get('files', 0)} files, {st.get('chunks', 0)} chunks, {st.get('skipped', 0)} skipped "
+             f"in {time.perf_counter() - t0:.1f} s")
+
+
+def reopen(ls: SgLanguageServer, folder: Folder) -> None:
+    """Swap in an Engine built with the folder's current settings (the old one serves until then)."""
+    folder.index_complete = False
+    folder.state = "opening"
+    if open_engine(ls, folder):
+        index_folder(ls, folder)
+
+
+def setup_watching(ls: SgLanguageServer) -> None:
+    """Ask the client to watch files (dynamic registration) or fall back to a watchdog observer."""
+    caps = ls.client_capabilities.workspace
+    dyn = bool(caps and caps.did_change_watched_files and caps.did_change_watched_files.dynamic_registration)
+    if dyn:
+        reg = types.Registration(
+            id=f"sg-watch-{uuid.uuid4().hex[:8]}", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+            register_options=types.DidChangeWatchedFilesRegistrationOptions(
+                watchers=[types.FileSystemWatcher(glob_pattern="**/*")]))
+        try:
+            ls.client_register_capability(types.RegistrationParams(registrations=[reg])).result(timeout=10)
+            logger.info("the client watches files for us")
+            return
+        except Exception as exc:
+            logger.info("client/registerCapability failed (%s): using a watchdog observer", exc)
+    start_watchdog(ls)
+
+
+def start_watchdog(ls: SgLanguageServer) -> None:
+    try:
+        ls.watch = FileWatch(ls)
+        for folder in ls.folders.values():
+            ls.watch.watch(folder)
+        ls.watch.start()
+    except Exception as exc:
+        ls.watch = None
+        ls.tell_user(types.MessageType.Warning, f"sg: cannot watch files ({exc}); changes made outside the "
+                                                  "editor are picked up on the next start")
+
