@@ -1,0 +1,119 @@
+"""The accuracy gate for `models.precision = "auto"`: MRR@10 of every runtime/precision path on every dev set.
+
+    nice -n 10 .venv/bin/python bench/precision_gate.py [--paths onnx-fp32 onnx-int8-dyn ...] [--specs cosqa ...]
+    .venv/bin/python bench/precision_gate.py --record [--speed bench/results/onnx_throughput.json]
+
+Each path of the offline default (MiniLM + sg's adapter) indexes each dev corpus into its own directory and is
+scored with engine.eval.run_eval (hybrid and semantic). A path passes when it loses at most 0.005 MRR@10 against
+fp32 on every set (hybrid and semantic). Results accumulate in bench/results/precision_gate.json, one path at a
+time, so a long run can be resumed; `--record` writes engine/embed/precision_gate.json, which "auto" reads, with
+the tokens/s that bench/onnx_throughput.py measured per CPU class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._spec import BENCH, SPECS  # noqa: E402
+from bench.onnx_throughput import make  # noqa: E402
+from engine.embed.precision import GATE_BUDGET, GATE_FILE, cpu_class, cpu_flags  # noqa: E402
+from engine.embed.sentence import default_recipe  # noqa: E402
+from engine.embed.transformer import TransformerEmbedder  # noqa: E402
+from engine.eval import run_eval  # noqa: E402
+from engine.search import Engine  # noqa: E402
+from engine.settings import load_settings  # noqa: E402
+
+DEV = ["cosqa", "java-cs", "clones", "repo-click", "repo-pytest"]  # ja: MiniLM serves no CJK (lexical only)
+PATHS = ["onnx-fp32", "onnx-int8-dyn", "onnx-int8-dyn-rr", "torch-bf16", "onnx-int8-dyn-keep", "onnx-int8-fused",
+         "torch-fp32", "onnx-int8-static", "torch-int8"]
+RESULTS = ROOT / "bench" / "results" / "precision_gate.json"
+
+
+def evaluate(path: str, specs: list[str], threads: int) -> dict:
+    emb = make(path, threads, 32)
+    routes = {"code": emb, "prose": emb, "cjk": None}
+    cache = Path(os.environ.get("SG_CACHE_DIR") or Path.home() / ".cache" / "sg") / "gate" / path
+    row: dict = {"ident": emb.ident}
+    for name in specs:
+        for mode in ("hybrid", "semantic"):
+            t0 = time.perf_counter()
+            res = run_eval(BENCH / SPECS[name], mode=mode, settings=load_settings(None),
+                           index_dir=cache / name,
+                           engine_factory=lambda corpus, settings: Engine(corpus, settings, embedders=(routes, [])))
+            row[f"{name}|{mode}"] = round(res.as_dict()["MRR@10"], 4)
+            print(f"{path:20} {name:12} {mode:8} MRR@10 {row[f'{name}|{mode}']:.4f}  "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return row
+
+
+def verdicts(results: dict) -> dict:
+    base = results.get("torch-fp32") or results.get("onnx-fp32")
+    out = {}
+    for path, row in results.items():
+        keys = [k for k in row if "|" in k and base and k in base]
+        loss = {k: round(base[k] - row[k], 4) for k in keys}
+        worst = max(loss.values()) if loss else None
+        out[path] = {"mrr10": {k: row[k] for k in keys}, "loss": loss, "max_loss": worst,
+                     "pass": worst is not None and worst <= GATE_BUDGET and len(keys) == 2 * len(DEV)}
+    return out
+
+
+def record(speed_file: Path) -> None:
+    results = json.loads(RESULTS.read_text())
+    speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
+    base_ident = TransformerEmbedder(default_recipe(True)).ident
+    gate = json.loads(GATE_FILE.read_text()) if GATE_FILE.is_file() else {"models": {}}
+    entry = gate["models"].get(base_ident) or {}
+    entry["name"] = default_recipe(True).name
+    entry["dev_sets"] = DEV
+    entry["measured_on"] = results.get("_cpu_flags")
+    entry["paths"] = verdicts({k: v for k, v in results.items() if not k.startswith("_")})
+    speeds = entry.setdefault("speed", {})
+    if speed:
+        cls = cpu_class(tuple(speed["cpu_flags"]))
+        speeds[cls] = {p: r["tokens_per_s"] for p, r in speed["paths"].items()}
+        speeds[cls]["_cpu_flags"] = " ".join(speed["cpu_flags"])
+    gate["version"] = 1
+    gate["budget_mrr10"] = GATE_BUDGET
+    gate["models"][base_ident] = entry
+    GATE_FILE.write_text(json.dumps(gate, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GATE_FILE}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--paths", nargs="*", default=PATHS)
+    ap.add_argument("--specs", nargs="*", default=DEV)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--record", action="store_true")
+    ap.add_argument("--speed", default=str(ROOT / "bench" / "results" / "onnx_throughput.json"))
+    args = ap.parse_args()
+    if args.record:
+        record(Path(args.speed))
+        return 0
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["_cpu_flags"] = " ".join(cpu_flags())
+    print(f"CPU flags: {results['_cpu_flags']}", flush=True)
+    for path in args.paths:
+        done = results.get(path, {})
+        todo = [s for s in args.specs if f"{s}|hybrid" not in done]
+        if not todo:
+            continue
+        row = evaluate(path, todo, args.threads)
+        results[path] = {**done, **row}
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(verdicts({k: v for k, v in results.items() if not k.startswith("_")}), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
