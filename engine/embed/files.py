@@ -24,6 +24,7 @@ _NC_LICENSE = re.compile(r"^license:\s*(cc-by-nc[\w.-]*)\s*$", re.IGNORECASE | r
 # Files at least this large are hashed by sampling; smaller ones (every MiniLM-sized model) in full.
 _FULL_HASH_LIMIT = 1 << 30
 _SAMPLE = 1 << 20
+_REMEMBER_FROM = 8 << 20  # smaller files hash in milliseconds: not worth remembering
 
 
 def hf_cache_dir() -> Path:
@@ -148,7 +149,19 @@ def file_digest(path: Path) -> str:
         if target.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{40,64}", target.name):
             return target.name
     path = Path(os.path.realpath(path))
-    size = path.stat().st_size
+    st = path.stat()
+    if st.st_size < _REMEMBER_FROM:
+        return _hash_file(path, st.st_size)
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    known = _digest_cache().get(str(path))
+    if known and known[:4] == stamp:
+        return known[4]
+    value = _hash_file(path, st.st_size)
+    _remember_digest(str(path), stamp + [value])
+    return value
+
+
+def _hash_file(path: Path, size: int) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
         if size <= _FULL_HASH_LIMIT:
@@ -160,6 +173,39 @@ def file_digest(path: Path) -> str:
                 fh.seek(min(size - _SAMPLE, (size - _SAMPLE) * k // 16))
                 digest.update(fh.read(_SAMPLE))
     return digest.hexdigest()
+
+
+# Digests of large weight files by (size, mtime, ctime, inode), so a cold start does not re-read 90 MB to name its model
+# (a changed file has a new stamp; the same rule git's index uses). Kept in $SG_CACHE_DIR/digests.json.
+_DIGESTS: dict | None = None
+
+
+def _digest_cache_path() -> Path:
+    return Path(os.environ.get("SG_CACHE_DIR") or Path.home() / ".cache" / "sg") / "digests.json"
+
+
+def _digest_cache() -> dict:
+    global _DIGESTS
+    if _DIGESTS is None:
+        try:
+            data = json.loads(_digest_cache_path().read_text(encoding="utf-8"))
+            _DIGESTS = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            _DIGESTS = {}
+    return _DIGESTS
+
+
+def _remember_digest(key: str, entry: list) -> None:
+    cache = _digest_cache()
+    cache[key] = entry
+    path = _digest_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a reader sees the old or the new file, never half of one
+    except OSError:
+        pass  # a read-only cache only costs the hashing next time
 
 
 def files_digest(paths: list[Path], salt: str = "") -> str:

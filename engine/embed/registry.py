@@ -144,6 +144,10 @@ def _report(route: str, emb: Embedder | None, note: str) -> ModelReport:
     if choice is not None:
         runtime = "ONNX Runtime" if choice.runtime == "onnx" else "torch"
         note += f"; runs on {runtime}, {choice.precision}: {choice.why}"
+    from ..ann import BACKEND, BACKEND_NOTE
+
+    if BACKEND != "hnswlib":
+        note += f"; candidate search: {BACKEND_NOTE}"
     return ModelReport(route, emb.name, getattr(emb, "source", ""), emb.dim,
                        "multi" if emb.multi_vector else "single", note)
 
