@@ -67,7 +67,10 @@ def verdicts(results: dict) -> dict:
 
 
 def record(speed_file: Path) -> None:
-    results = json.loads(RESULTS.read_text())
+    results: dict = {}
+    for part in sorted(RESULTS.parent.glob("precision_gate*.json")):  # several runs may have shared the paths
+        for path, row in json.loads(part.read_text()).items():
+            results[path] = {**results.get(path, {}), **row} if isinstance(row, dict) else row
     speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
     base_ident = TransformerEmbedder(default_recipe(True)).ident
     gate = json.loads(GATE_FILE.read_text()) if GATE_FILE.is_file() else {"models": {}}
@@ -94,12 +97,14 @@ def main() -> int:
     ap.add_argument("--specs", nargs="*", default=DEV)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--record", action="store_true")
+    ap.add_argument("--results", default=str(RESULTS), help="where results accumulate (merge several with --record)")
     ap.add_argument("--speed", default=str(ROOT / "bench" / "results" / "onnx_throughput.json"))
     args = ap.parse_args()
     if args.record:
         record(Path(args.speed))
         return 0
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    out_file = Path(args.results)
+    results = json.loads(out_file.read_text()) if out_file.is_file() else {}
     results["_cpu_flags"] = " ".join(cpu_flags())
     print(f"CPU flags: {results['_cpu_flags']}", flush=True)
     for path in args.paths:
@@ -109,8 +114,8 @@ def main() -> int:
             continue
         row = evaluate(path, todo, args.threads)
         results[path] = {**done, **row}
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        out_file.parent.mkdir(exist_ok=True)
+        out_file.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(verdicts({k: v for k, v in results.items() if not k.startswith("_")}), indent=1))
     return 0
 

@@ -18,7 +18,6 @@ index saved by one backend is never loaded by the other.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import tempfile
@@ -42,10 +41,9 @@ _HASH_CHUNK = 1 << 20
 
 if hnswlib is not None:
     BACKEND = "hnswlib"
-    try:
-        _HNSWLIB_VERSION = importlib.metadata.version("hnswlib")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed without metadata
-        _HNSWLIB_VERSION = "unknown"
+    from .embed.ort import dist_version
+
+    _HNSWLIB_VERSION = dist_version("hnswlib")
     _Index = hnswlib.Index
 else:
     from .exact_index import ExactIndex as _Index

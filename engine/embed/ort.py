@@ -8,7 +8,6 @@ model identity, the variant and the runtime versions; `onnx_export.py` fills it,
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import threading
@@ -34,6 +33,24 @@ def cache_root() -> Path:
 
 
 def _version(dist: str) -> str:
+    return dist_version(dist)
+
+
+def dist_version(dist: str) -> str:
+    """An installed distribution's version from its dist-info directory name, without importlib.metadata
+    (which imports the email package: ~0.1 s of a cold start); "none" when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(dist)
+    if spec is None:
+        return "none"
+    where = next(iter(spec.submodule_search_locations or []), None) or spec.origin
+    site = Path(where or ".").parent
+    found = sorted(site.glob(f"{dist}-*.dist-info"))
+    if len(found) == 1:
+        return found[0].name[len(dist) + 1:-len(".dist-info")]
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
