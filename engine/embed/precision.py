@@ -118,7 +118,7 @@ def choose(precision: str, runtime: str, base_ident: str, onnx_ok: str, onnx_cac
             return Choice("torch", "fp32", f"auto: no accuracy gate recorded for this model, so fp32; torch ({onnx_ok})")
         return Choice("onnx", "fp32", "auto: no accuracy gate recorded for this model, so fp32 (ONNX Runtime)")
     speeds = record.get("speed", {})
-    table = speeds.get(cls) or speeds.get("avx2") or {}
+    table = {k: v for k, v in (speeds.get(cls) or speeds.get("avx2") or {}).items() if not k.startswith("_")}
     runnable = []
     for p in passed + ["torch-fp32"] + ([] if onnx_ok else ["onnx-fp32"]):
         rt, _, prec = p.partition("-")
