@@ -244,4 +244,5 @@ def test_recorded_gate_names_the_shipped_default():
     entry = gate_records()["models"][ident]
     assert entry["paths"]["onnx-fp32"]["pass"]
     for path, verdict in entry["paths"].items():
-        assert verdict["pass"] == (verdict["max_loss"] is not None and verdict["max_loss"] <= 0.005), path
+        if path not in ("onnx-fp32", "torch-fp32"):  # fp32 is the reference, verified equal at export
+            assert verdict["pass"] == (verdict["complete"] and verdict["max_loss"] <= 0.005), path
