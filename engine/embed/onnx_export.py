@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .ort import FP32_MIN_COSINE, MANIFEST, cache_dir, cache_key, read_manifest
+from .ort import FP32_MIN_COSINE, MANIFEST, cache_dir, cache_key, dist_version, read_manifest
 from .transformer import Recipe
 
 OPSET = 17
@@ -81,7 +81,7 @@ def export(recipe: Recipe, variant: str, base_ident: str, dest: Path, key: str, 
         manifest = {
             "key": key, "variant": variant, "model": "model.onnx", "ident": base_ident, "name": recipe.name,
             "layout": layout, "worst_cosine_vs_torch_fp32": round(float(worst), 7),
-            "torch": _version("torch"), "onnxruntime": _version("onnxruntime"), "opset": OPSET,
+            "torch": dist_version("torch"), "onnxruntime": dist_version("onnxruntime"), "opset": OPSET,
             "seconds": round(time.perf_counter() - t0, 1), "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
@@ -100,15 +100,6 @@ def export(recipe: Recipe, variant: str, base_ident: str, dest: Path, key: str, 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         _sweep(dest.parent)
-
-
-def _version(dist: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
 
 
 def _sweep(root: Path, older_than_s: float = 3600) -> None:

@@ -32,10 +32,6 @@ def cache_root() -> Path:
     return Path(os.environ.get("SG_CACHE_DIR") or Path.home() / ".cache" / "sg") / "onnx"
 
 
-def _version(dist: str) -> str:
-    return dist_version(dist)
-
-
 def dist_version(dist: str) -> str:
     """An installed distribution's version from its dist-info directory name, without importlib.metadata
     (which imports the email package: ~0.1 s of a cold start); "none" when it is not installed."""
@@ -76,7 +72,7 @@ def exportable(recipe: Recipe) -> str:
 def cache_key(base_ident: str, variant: str) -> str:
     """Directory name of one export: the torch fp32 identity (weights, adapter, recipe), the variant, and the
     versions that shape the file (export code, onnxruntime which quantises and optimises it)."""
-    parts = [EXPORT_VERSION, base_ident, variant, _version("onnxruntime")]
+    parts = [EXPORT_VERSION, base_ident, variant, dist_version("onnxruntime")]
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()
     return f"{variant}-{digest}"
 
