@@ -224,13 +224,25 @@ def test_auto_picks_the_fastest_gated_path_per_cpu(gate):
     assert choose("auto", "auto", "m@1", "no onnxruntime", False, avx2).path == "torch-fp32"
     assert choose("auto", "torch", "m@1", "", True, bf16).path == "torch-bf16"
     assert choose("auto", "torch", "m@1", "", True, avx2).path == "torch-fp32"
-    # no gate recorded for a model: fp32 only
-    assert choose("auto", "auto", "other@2", "", True, bf16).path == "onnx-fp32"
+    # no gate recorded for a model: fp32, or torch bf16 as before on a CPU with native bf16
+    assert choose("auto", "auto", "other@2", "", True, bf16).path == "torch-bf16"
+    assert choose("auto", "auto", "other@2", "", True, avx2).path == "onnx-fp32"
     assert choose("fp32", "auto", "other@2", "", True, avx2).path == "onnx-fp32"
     assert choose("int8", "auto", "other@2", "", True, avx2).path == "onnx-int8-dyn-rr"
     assert choose("int8", "torch", "other@2", "", True, avx2).path == "torch-int8"
     assert choose("bf16", "auto", "other@2", "", True, avx2).path == "torch-bf16"
     assert isinstance(choose("auto", "auto", "m@1", "", True, bf16), Choice)
+    # a recorded gate where bf16 lost too much: bf16 is out even where native
+    failed = {"models": {"m@1": {"paths": {"onnx-fp32": {"pass": True},
+                                           "torch-bf16": {"pass": False, "max_loss": 0.02}}, "speed": {}}}}
+    from engine.embed import precision
+
+    precision_records = precision.gate_records
+    try:
+        precision.gate_records = lambda: failed
+        assert choose("auto", "auto", "m@1", "", True, bf16).path == "onnx-fp32"
+    finally:
+        precision.gate_records = precision_records
 
 
 def test_recorded_gate_names_the_shipped_default():

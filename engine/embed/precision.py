@@ -108,19 +108,25 @@ def choose(precision: str, runtime: str, base_ident: str, onnx_ok: str, onnx_cac
         if onnx_ok:
             return Choice("torch", "fp32", f"models.precision = fp32 on torch ({onnx_ok})")
         return Choice("onnx", "fp32", "models.precision = fp32 (ONNX Runtime, verified equal to torch fp32)")
-    # auto
+    # auto. torch bf16 is what sg ran on native-bf16 CPUs before this gate existed (docs/models.md: 3.0x fp32, at
+    # most 0.004 MRR@10 lost); it stays there unless a recorded gate shows it losing more than the budget.
+    bf16_failed = (record.get("paths", {}).get("torch-bf16", {}).get("max_loss") or 0) > GATE_BUDGET
+    keep_bf16 = native_bf16 and not bf16_failed
     if runtime == "torch":
-        if native_bf16 and (not record or "torch-bf16" in passed):
+        if keep_bf16:
             return Choice("torch", "bf16", f"auto on torch: this CPU has native bf16 ({_flag_text(flags)})")
         return Choice("torch", "fp32", "auto on torch: fp32")
     if not record:
+        if keep_bf16:
+            return Choice("torch", "bf16", f"auto: no accuracy gate recorded for this model; torch bf16 as before on "
+                                           f"a CPU with native bf16 ({_flag_text(flags)})")
         if onnx_ok:
             return Choice("torch", "fp32", f"auto: no accuracy gate recorded for this model, so fp32; torch ({onnx_ok})")
         return Choice("onnx", "fp32", "auto: no accuracy gate recorded for this model, so fp32 (ONNX Runtime)")
     speeds = record.get("speed", {})
     table = {k: v for k, v in (speeds.get(cls) or speeds.get("avx2") or {}).items() if not k.startswith("_")}
     runnable = []
-    for p in passed + ["torch-fp32"] + ([] if onnx_ok else ["onnx-fp32"]):
+    for p in passed + ["torch-fp32"] + ([] if onnx_ok else ["onnx-fp32"]) + (["torch-bf16"] if keep_bf16 else []):
         rt, _, prec = p.partition("-")
         if rt == "onnx" and onnx_ok:
             continue
@@ -129,7 +135,9 @@ def choose(precision: str, runtime: str, base_ident: str, onnx_ok: str, onnx_cac
         if rt == "onnx" and prec.startswith("int8") and cls not in ("bf16", "vnni") and not prec.endswith("-rr"):
             continue  # full-range u8s8 saturates without VNNI: a gate measured with VNNI does not hold there
         runnable.append(p)
-    best = max(dict.fromkeys(runnable), key=lambda p: (table.get(p, 0), p == "onnx-fp32"))
+    # unmeasured here: bf16 where native (as before), else ONNX fp32 before torch fp32
+    best = max(dict.fromkeys(runnable), key=lambda p: (table.get(p, 0) or (10**9 if p == "torch-bf16" else 0),
+                                                       p == "onnx-fp32"))
     rt, _, prec = best.partition("-")
     measured = f"{table[best]:,} tokens/s" if best in table else "unmeasured"
     basis = cls if cls in speeds else ("avx2" if "avx2" in speeds else "no")
