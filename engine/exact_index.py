@@ -59,17 +59,19 @@ class ExactIndex:
 
     def add_items(self, data: np.ndarray, ids: np.ndarray, num_threads: int = -1, replace_deleted: bool = False) -> None:
         data = np.asarray(data, np.float32).reshape(-1, self.dim)
-        for row, label in zip(data, np.asarray(ids, np.int64).tolist()):
+        labels = np.asarray(ids, np.int64).reshape(-1)
+        slots = np.empty(len(labels), np.int64)
+        for i, label in enumerate(labels.tolist()):  # a later row of the same label replaces an earlier one
             slot = self._slot.get(label)
             if slot is None:
                 if self._n >= len(self._vecs):
                     raise RuntimeError("The number of elements exceeds the specified limit")
-                slot = self._n
-                self._n += 1
-                self._slot[label] = slot
+                slot = self._slot[label] = self._n
                 self._labels[slot] = label
-            self._vecs[slot] = row
-            self._deleted[slot] = False
+                self._n += 1
+            slots[i] = slot
+        self._vecs[slots] = data
+        self._deleted[slots] = False
 
     def mark_deleted(self, label: int) -> None:
         slot = self._slot.get(int(label))
