@@ -141,8 +141,11 @@ def choose(precision: str, runtime: str, base_ident: str, onnx_ok: str, onnx_cac
     rt, _, prec = best.partition("-")
     measured = f"{table[best]:,} tokens/s" if best in table else "unmeasured"
     basis = cls if cls in speeds else ("avx2" if "avx2" in speeds else "no")
-    why = (f"auto: fastest path that passed the accuracy gate (<= {GATE_BUDGET} MRR@10 lost on every dev set) on "
-           f"a {cls} CPU ({_flag_text(flags)}; speeds recorded on a {basis} CPU: {measured})")
+    if best == "torch-bf16" and best not in passed:
+        verdict = "torch bf16 as before on a CPU with native bf16 (its gate has not shown a loss over the budget)"
+    else:
+        verdict = f"the fastest path that passed the accuracy gate (<= {GATE_BUDGET} MRR@10 lost on every dev set)"
+    why = f"auto: {verdict}; CPU class {cls} ({_flag_text(flags)}); speed recorded on class {basis}: {measured}"
     return Choice(rt, prec, why)
 
 
