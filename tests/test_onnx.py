@@ -224,6 +224,8 @@ def test_auto_picks_the_fastest_gated_path_per_cpu(gate):
     assert choose("auto", "auto", "m@1", "no onnxruntime", False, avx2).path == "torch-fp32"
     assert choose("auto", "torch", "m@1", "", True, bf16).path == "torch-bf16"
     assert choose("auto", "torch", "m@1", "", True, avx2).path == "torch-fp32"
+    assert choose("auto", "onnx", "m@1", "", True, bf16).path == "onnx-int8-dyn"  # ONNX paths only
+    assert choose("auto", "onnx", "other@2", "", True, bf16).path == "onnx-fp32"
     # no gate recorded for a model: fp32, or torch bf16 as before on a CPU with native bf16
     assert choose("auto", "auto", "other@2", "", True, bf16).path == "torch-bf16"
     assert choose("auto", "auto", "other@2", "", True, avx2).path == "onnx-fp32"

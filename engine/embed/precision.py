@@ -111,7 +111,7 @@ def choose(precision: str, runtime: str, base_ident: str, onnx_ok: str, onnx_cac
     # auto. torch bf16 is what sg ran on native-bf16 CPUs before this gate existed (docs/models.md: 3.0x fp32, at
     # most 0.004 MRR@10 lost); it stays there unless a recorded gate shows it losing more than the budget.
     bf16_failed = (record.get("paths", {}).get("torch-bf16", {}).get("max_loss") or 0) > GATE_BUDGET
-    keep_bf16 = native_bf16 and not bf16_failed
+    keep_bf16 = native_bf16 and not bf16_failed and not (runtime == "onnx" and not onnx_ok)
     if runtime == "torch":
         if keep_bf16:
             return Choice("torch", "bf16", f"auto on torch: this CPU has native bf16 ({_flag_text(flags)})")
@@ -128,7 +128,7 @@ def choose(precision: str, runtime: str, base_ident: str, onnx_ok: str, onnx_cac
     runnable = []
     for p in passed + ["torch-fp32"] + ([] if onnx_ok else ["onnx-fp32"]) + (["torch-bf16"] if keep_bf16 else []):
         rt, _, prec = p.partition("-")
-        if rt == "onnx" and onnx_ok:
+        if (rt == "onnx" and onnx_ok) or (rt == "torch" and runtime == "onnx" and not onnx_ok):
             continue
         if p == "torch-bf16" and not native_bf16:
             continue
