@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine.embed.precision import cpu_flags  # noqa: E402
 
-SG = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())"]
+MAIN = "import sys\nfrom engine.cli import main\nsys.exit(main())\n"
+SG: list[str] = []  # set in main(): python <a script that runs sg's CLI> (cProfile needs a script, not -c)
 
 
 def workspace(base: Path, corpus: Path, runtime: str) -> Path:
@@ -75,28 +76,33 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--query", default="read a json file and return a dict")
     ap.add_argument("--runtimes", nargs="*", default=["torch", "onnx"])
+    ap.add_argument("--breakdown-only", action="store_true", help="skip the timed runs")
     args = ap.parse_args()
     corpus = Path(args.corpus).resolve()
     base = Path(tempfile.gettempdir()) / "sg-cold-start"
     base.mkdir(exist_ok=True)
+    (base / "sg_main.py").write_text(MAIN, encoding="utf-8")
+    SG[:] = [sys.executable, str(base / "sg_main.py")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     spaces = {rt: workspace(base, corpus, rt) for rt in args.runtimes}
-    for rt, ws in spaces.items():  # first run: settle anything the copy changed, exports, digests
+    for rt, ws in ({} if args.breakdown_only else spaces).items():  # first run: settle the copy, exports, digests
         _, out = run(SG + ["search", args.query, str(ws), "--index-dir", args.index_dir, "--json"], env)
         if out.returncode != 0:
             sys.exit(f"{rt}: sg search failed: {out.stderr[-2000:]}")
         print(f"{rt}: first run done; notes: {out.stderr.strip()[-300:]}", flush=True)
     times: dict[str, list[float]] = {rt: [] for rt in spaces}
-    for i in range(args.runs):
+    for i in range(0 if args.breakdown_only else args.runs):
         for rt in (list(spaces) if i % 2 == 0 else list(spaces)[::-1]):
             s, out = run(SG + ["search", args.query, str(spaces[rt]), "--index-dir", args.index_dir, "--json"], env)
             assert out.returncode == 0, out.stderr[-2000:]
             times[rt].append(s)
     result = {"cpu_flags": list(cpu_flags()), "query": args.query, "runs": args.runs, "index_dir": args.index_dir,
-              "median_s": {rt: round(statistics.median(t), 3) for rt, t in times.items()},
+              "median_s": {rt: round(statistics.median(t), 3) for rt, t in times.items() if t},
               "all_s": {rt: [round(x, 3) for x in t] for rt, t in times.items()}, "imports": {}, "profile": {}}
     print(f"CPU flags: {' '.join(cpu_flags())}; {args.runs} runs each, alternating")
     for rt, t in times.items():
+        if not t:
+            continue
         print(f"  {rt:6} median {statistics.median(t):.2f} s  (min {min(t):.2f}, max {max(t):.2f})")
     for rt, ws in spaces.items():
         result["imports"][rt] = [(n, round(s, 3)) for n, s in imports(ws, args, env)]
