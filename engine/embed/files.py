@@ -53,6 +53,18 @@ def locate(name_or_path: str) -> Path:
         return path.resolve()
     if not _HUB_ID.fullmatch(name_or_path):
         raise ModelError(f"{name_or_path} is not a directory")
+    # The cache layout read directly: importing huggingface_hub costs ~1 s of every cold start, and the
+    # configured hub models are usually absent (the offline default serves instead).
+    repo_dir = hf_cache_dir() / ("models--" + name_or_path.replace("/", "--"))
+    if not repo_dir.is_dir():
+        raise ModelError(f"{name_or_path} is not in the local Hugging Face cache ({display_cache_dir()})")
+    try:
+        rev = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        rev = ""
+    snap = repo_dir / "snapshots" / rev if rev else None
+    if snap is not None and snap.is_dir() and ((snap / "config.json").is_file() or (snap / "modules.json").is_file()):
+        return snap
     try:
         from huggingface_hub import snapshot_download
 
