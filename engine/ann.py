@@ -9,20 +9,29 @@ On disk an index is two files: `<name>` (hnswlib's own format) and `<name>.meta.
 counts, format/hnswlib version, deleted labels, and a blake2b digest over both). Each is written to a temp
 file, fsynced and os.replace()d; whichever order a crash interrupts, the digest no longer matches and
 `load` returns None, so the caller rebuilds from the store.
+
+Where hnswlib is not installed (it ships only as a source archive and needs a compiler), the same class runs
+on exact numpy search (engine/exact_index.py); `BACKEND` and `AnnIndex.backend` say which one runs, and an
+index saved by one backend is never loaded by the other.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import tempfile
 import threading
 from pathlib import Path
 
-import hnswlib
+import logging
+
 import numpy as np
+
+try:
+    import hnswlib
+except ImportError:  # no compiler where sg was installed: exact search instead, said once
+    hnswlib = None
 
 FORMAT_VERSION = 1
 COMPACTION_RATIO = 0.30  # rebuild once deleted slots exceed this share of all slots
@@ -30,10 +39,27 @@ _GROWTH = 1.5
 _MIN_CAPACITY = 16
 _HASH_CHUNK = 1 << 20
 
-try:
-    _HNSWLIB_VERSION = importlib.metadata.version("hnswlib")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed without metadata
-    _HNSWLIB_VERSION = "unknown"
+if hnswlib is not None:
+    BACKEND = "hnswlib"
+    from .embed.ort import dist_version
+
+    _HNSWLIB_VERSION = dist_version("hnswlib")
+    _Index = hnswlib.Index
+else:
+    from .exact_index import ExactIndex as _Index
+
+    BACKEND = "numpy-exact"
+    _HNSWLIB_VERSION = "numpy-exact-1"  # the format tag in the sidecar: never mistaken for an hnswlib file
+BACKEND_NOTE = ("hnswlib" if hnswlib is not None else
+                "exact numpy search (hnswlib is not installed; it needs a C++ compiler: pip install hnswlib)")
+_said = False
+
+
+def _say_backend() -> None:
+    global _said
+    if hnswlib is None and not _said:
+        _said = True
+        logging.getLogger("sg").warning("candidate search: %s", BACKEND_NOTE)
 
 
 def sidecar_path(path: Path) -> Path:
@@ -98,13 +124,14 @@ def _fsync_dir(directory: Path) -> None:
 class AnnIndex:
     """Approximate cosine top-k over chunk ids. Vectors are normalised on the way in, so any scale works."""
 
-    def __init__(self, index: hnswlib.Index, dim: int, ef_search: int, deleted: set[int] | None = None):
+    def __init__(self, index, dim: int, ef_search: int, deleted: set[int] | None = None):
         self._index = index
         self._dim = dim
         self._ef_search = ef_search
         self._deleted: set[int] = set(deleted or ())  # labels whose slot is marked deleted (bounded by compaction)
         self._lock = threading.RLock()
         index.set_ef(ef_search)
+        _say_backend()
 
     # construction ----------------------------------------------------------------------------------------------
 
@@ -124,7 +151,7 @@ class AnnIndex:
         if len(ids):
             keep = _last_occurrence(ids)
             ids, vecs = ids[keep], vecs[keep]
-        index = hnswlib.Index(space="ip", dim=dim)
+        index = _Index(space="ip", dim=dim)
         index.init_index(max_elements=max(len(ids), _MIN_CAPACITY), M=m, ef_construction=ef_construction,
                          random_seed=seed)
         if len(ids):
@@ -132,6 +159,11 @@ class AnnIndex:
         return cls(index, dim, ef_search)
 
     # properties ------------------------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """hnswlib, or numpy-exact where hnswlib is not installed (see BACKEND_NOTE)."""
+        return BACKEND
 
     @property
     def dim(self) -> int:
@@ -356,7 +388,7 @@ class AnnIndex:
                 # Hash and load the same open file: a concurrent os.replace cannot swap it in between (Linux).
                 if _file_digest(Path(f"/proc/self/fd/{fh.fileno()}") if _PROC_FD else path, deleted) != digest:
                     return None
-                index = hnswlib.Index(space="ip", dim=dim)
+                index = _Index(space="ip", dim=dim)
                 index.load_index(f"/proc/self/fd/{fh.fileno()}" if _PROC_FD else str(path))
             if index.element_count != elements or index.dim != dim:
                 return None

@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .records import MODES
 
 PRECISIONS = ("fp32", "int8", "bf16", "auto")
+RUNTIMES = ("auto", "torch", "onnx")  # sg-onnx: the encoder's inference runtime (engine/embed/precision.py)
 
 DEFAULT_EXCLUDES = (
     ".git/", ".hg/", ".svn/", ".sg/", "node_modules/", ".venv/", "venv/", "env/", ".env/", "__pycache__/",
@@ -34,7 +35,8 @@ class ModelSettings:
     enabled: bool = True  # False: lexical search only
     threads: int = 0  # 0: torch default capped at the core count
     batch_size: int = 32
-    precision: str = "auto"  # auto | fp32 | int8 | bf16: the encoder's arithmetic (embed/transformer.py set_precision)
+    precision: str = "auto"  # auto | fp32 | int8 | bf16: the encoder's arithmetic (embed/precision.py chooses)
+    runtime: str = "auto"  # auto | torch | onnx: ONNX Runtime wherever the model exports (embed/precision.py)
 
 
 @dataclass
@@ -81,6 +83,8 @@ class Settings:
             raise ConfigError(f"search.fusion must be linear or rrf, not {self.search.fusion!r}")
         if self.models.precision not in PRECISIONS:
             raise ConfigError(f"models.precision must be one of {', '.join(PRECISIONS)}, not {self.models.precision!r}")
+        if self.models.runtime not in RUNTIMES:
+            raise ConfigError(f"models.runtime must be one of {', '.join(RUNTIMES)}, not {self.models.runtime!r}")
         if self.index.token_codec not in ("fp32", "fp16", "int8", "pq"):
             raise ConfigError(f"index.token_codec must be fp32, fp16, int8 or pq, not {self.index.token_codec!r}")
         if not 1 <= self.index.max_file_bytes <= 1 << 30:

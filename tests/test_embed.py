@@ -251,8 +251,9 @@ def empty_hub(tmp_path, monkeypatch) -> Path:
 
 
 def settings_(**kw) -> ModelSettings:
-    # the machine is shared: one torch thread in tests; fp32 unless a test asks, so vectors compare exactly
-    return ModelSettings(**{"threads": 1, "precision": "fp32", **kw})
+    # the machine is shared: one torch thread in tests; fp32 unless a test asks, so vectors compare exactly;
+    # torch, whose internals these tests look at (tests/test_onnx.py covers the ONNX Runtime path)
+    return ModelSettings(**{"threads": 1, "precision": "fp32", "runtime": "torch", **kw})
 
 
 def _make(path_or_name: str, **kw) -> TransformerEmbedder:
@@ -526,7 +527,7 @@ def test_configured_models_from_the_cache(hub):
     assert embedders["prose"].recipe.family == "xtr"
     assert embedders["cjk"].recipe.family == "colbert"
     assert [r.kind for r in reports] == ["single", "multi", "multi"]
-    assert reports[0].note == "models.code = microsoft/unixcoder-base"
+    assert reports[0].note.startswith("models.code = microsoft/unixcoder-base; runs on torch, fp32")
 
 
 def test_cjk_never_falls_back_to_minilm(hub):
@@ -540,7 +541,7 @@ def test_cjk_never_falls_back_to_minilm(hub):
 def test_model_path_serves_code_and_prose_not_cjk(tiny, empty_hub):
     embedders, reports = load_embedders(settings_(model_path=str(tiny["st"])))
     assert embedders["code"] is embedders["prose"] and embedders["code"].dim == 24
-    assert reports[0].note == f"models.model_path = {tiny['st']}"
+    assert reports[0].note.startswith(f"models.model_path = {tiny['st']}; runs on torch, fp32")
     assert embedders["cjk"] is None
 
 
@@ -659,18 +660,20 @@ def test_minilm_beats_bm25_on_a_cosqa_slice(minilm):
 def test_precision_is_a_separate_space_close_to_fp32(tiny, empty_hub, precision):
     """models.precision changes the arithmetic, so it changes the identity (vectors never mix) but not much else."""
     fp32, _ = load_embedders(settings_(model_path=str(tiny["st"])))
-    other, reports = load_embedders(settings_(model_path=str(tiny["st"]), precision=precision))
-    assert other["code"].ident != fp32["code"].ident and f"{precision} arithmetic" in reports[0].note
+    other, reports = load_embedders(settings_(model_path=str(tiny["st"]), precision=precision))  # torch int8 too
+    assert other["code"].ident != fp32["code"].ident and f"runs on torch, {precision}" in reports[0].note
     a, b = fp32["code"].embed_documents(TEXTS), other["code"].embed_documents(TEXTS)
     assert a.dtype == b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-3)
     assert (a * b).sum(1).min() > 0.97
 
 
-def test_auto_precision_follows_the_cpu():
-    from engine.embed.transformer import cpu_has_bf16, resolve_precision
+def test_auto_precision_on_torch_follows_the_cpu():
+    from engine.embed.precision import choose, cpu_class
 
-    assert resolve_precision("auto") == ("bf16" if cpu_has_bf16() else "fp32")
-    assert resolve_precision("int8") == "int8" and resolve_precision("fp32") == "fp32"
+    want = "bf16" if cpu_class() == "bf16" else "fp32"
+    assert choose("auto", "torch", "no-gate@0", "", False).precision == want
+    assert choose("int8", "torch", "no-gate@0", "", False).path == "torch-int8"
+    assert choose("fp32", "torch", "no-gate@0", "", False).path == "torch-fp32"
 
 
 def test_single_queries_use_a_trace_with_the_same_vectors(tiny, empty_hub):

@@ -24,6 +24,7 @@ _NC_LICENSE = re.compile(r"^license:\s*(cc-by-nc[\w.-]*)\s*$", re.IGNORECASE | r
 # Files at least this large are hashed by sampling; smaller ones (every MiniLM-sized model) in full.
 _FULL_HASH_LIMIT = 1 << 30
 _SAMPLE = 1 << 20
+_REMEMBER_FROM = 8 << 20  # smaller files hash in milliseconds: not worth remembering
 
 
 def hf_cache_dir() -> Path:
@@ -52,6 +53,18 @@ def locate(name_or_path: str) -> Path:
         return path.resolve()
     if not _HUB_ID.fullmatch(name_or_path):
         raise ModelError(f"{name_or_path} is not a directory")
+    # The cache layout read directly: importing huggingface_hub costs ~1 s of every cold start, and the
+    # configured hub models are usually absent (the offline default serves instead).
+    repo_dir = hf_cache_dir() / ("models--" + name_or_path.replace("/", "--"))
+    if not repo_dir.is_dir():
+        raise ModelError(f"{name_or_path} is not in the local Hugging Face cache ({display_cache_dir()})")
+    try:
+        rev = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        rev = ""
+    snap = repo_dir / "snapshots" / rev if rev else None
+    if snap is not None and snap.is_dir() and ((snap / "config.json").is_file() or (snap / "modules.json").is_file()):
+        return snap
     try:
         from huggingface_hub import snapshot_download
 
@@ -148,7 +161,19 @@ def file_digest(path: Path) -> str:
         if target.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{40,64}", target.name):
             return target.name
     path = Path(os.path.realpath(path))
-    size = path.stat().st_size
+    st = path.stat()
+    if st.st_size < _REMEMBER_FROM:
+        return _hash_file(path, st.st_size)
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    known = _digest_cache().get(str(path))
+    if known and known[:4] == stamp:
+        return known[4]
+    value = _hash_file(path, st.st_size)
+    _remember_digest(str(path), stamp + [value])
+    return value
+
+
+def _hash_file(path: Path, size: int) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
         if size <= _FULL_HASH_LIMIT:
@@ -160,6 +185,39 @@ def file_digest(path: Path) -> str:
                 fh.seek(min(size - _SAMPLE, (size - _SAMPLE) * k // 16))
                 digest.update(fh.read(_SAMPLE))
     return digest.hexdigest()
+
+
+# Digests of large weight files by (size, mtime, ctime, inode), so a cold start does not re-read 90 MB to name its model
+# (a changed file has a new stamp; the same rule git's index uses). Kept in $SG_CACHE_DIR/digests.json.
+_DIGESTS: dict | None = None
+
+
+def _digest_cache_path() -> Path:
+    return Path(os.environ.get("SG_CACHE_DIR") or Path.home() / ".cache" / "sg") / "digests.json"
+
+
+def _digest_cache() -> dict:
+    global _DIGESTS
+    if _DIGESTS is None:
+        try:
+            data = json.loads(_digest_cache_path().read_text(encoding="utf-8"))
+            _DIGESTS = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            _DIGESTS = {}
+    return _DIGESTS
+
+
+def _remember_digest(key: str, entry: list) -> None:
+    cache = _digest_cache()
+    cache[key] = entry
+    path = _digest_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a reader sees the old or the new file, never half of one
+    except OSError:
+        pass  # a read-only cache only costs the hashing next time
 
 
 def files_digest(paths: list[Path], salt: str = "") -> str:

@@ -16,7 +16,9 @@ from ..settings import ModelSettings
 from . import colbert, files, jina_code, sentence, unixcoder, xtr
 from . import pylate  # sg-pylate hook
 from .base import ROUTES, Embedder, ModelReport
-from .transformer import Recipe, TransformerEmbedder, resolve_precision
+from .ort import OrtEmbedder, exportable, read_manifest, runtime_available
+from .precision import Choice, choose
+from .transformer import Recipe, TransformerEmbedder
 
 # Hub models whose code must be trusted even before we can read their config (for a message that says so).
 _KNOWN_REMOTE_CODE = {colbert.NAME, jina_code.NAME}
@@ -71,20 +73,31 @@ def _recipe(name_or_path: str, settings: ModelSettings) -> Recipe:
 class _Resolver:
     """Memoises resolution per requested model, and instances per identity, so nothing loads twice."""
 
-    def __init__(self, settings: ModelSettings, eager: bool, adapter_dir: Path | None) -> None:
+    def __init__(self, settings: ModelSettings, eager: bool, adapter_dir: Path | None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self.log = log
         self.eager = eager
         self.adapter_dir = adapter_dir
-        self.by_request: dict[str, TransformerEmbedder | ModelError] = {}
-        self.by_ident: dict[str, TransformerEmbedder] = {}
+        self.by_request: dict[str, Embedder | ModelError] = {}
+        self.by_ident: dict[str, Embedder] = {}
         self.default_note = ""
 
-    def _instance(self, recipe: Recipe) -> TransformerEmbedder:
-        precision = resolve_precision(self.settings.precision)
-        if precision != recipe.precision:
-            recipe = dataclasses.replace(recipe, precision=precision)
+    def _instance(self, recipe: Recipe) -> Embedder:
+        recipe = dataclasses.replace(recipe, precision="fp32")
+        s = self.settings
         cls = pylate.embedder_class(recipe)  # sg-pylate hook: ColBERT query/skiplist rules
-        emb = cls(recipe, threads=self.settings.threads, batch_size=self.settings.batch_size)
+        base = cls(recipe, threads=s.threads, batch_size=s.batch_size)
+        choice = self._choose(recipe, base, onnx_ok=cls is TransformerEmbedder)
+        if choice.runtime == "onnx":
+            emb: Embedder = OrtEmbedder(recipe, choice.precision, base.ident, threads=s.threads,
+                                        batch_size=s.batch_size, fallback=lambda: base, log=self.log)
+        elif choice.precision == "fp32":
+            emb = base
+        else:
+            emb = cls(dataclasses.replace(recipe, precision=choice.precision), threads=s.threads,
+                      batch_size=s.batch_size)
+        emb.choice = choice  # type: ignore[attr-defined] - read by _report
         emb = self.by_ident.setdefault(emb.ident, emb)
         if self.eager:
             try:
@@ -93,6 +106,15 @@ class _Resolver:
                 del self.by_ident[emb.ident]
                 raise
         return emb
+
+    def _choose(self, recipe: Recipe, base: TransformerEmbedder, onnx_ok: bool = True) -> Choice:
+        why_not = ("" if onnx_ok else "ColBERT query expansion and skiplist run on torch") or exportable(recipe) or \
+            ("" if runtime_available() else "onnxruntime is not installed")
+        cached = False
+        if not why_not:
+            probe = OrtEmbedder(recipe, "fp32", base.ident)
+            cached = read_manifest(probe.directory, probe.key) is not None
+        return choose(self.settings.precision, getattr(self.settings, "runtime", "auto"), base.ident, why_not, cached)
 
     def get(self, request: str) -> TransformerEmbedder:
         if request not in self.by_request:
@@ -123,10 +145,15 @@ class _Resolver:
 def _report(route: str, emb: Embedder | None, note: str) -> ModelReport:
     if emb is None:
         return ModelReport(route, None, "", 0, "lexical", note)
-    precision = getattr(getattr(emb, "recipe", None), "precision", "fp32")
-    if precision != "fp32":
-        note += f"; {precision} arithmetic (models.precision)"
+    choice = getattr(emb, "choice", None)
+    if choice is not None:
+        runtime = "ONNX Runtime" if choice.runtime == "onnx" else "torch"
+        note += f"; runs on {runtime}, {choice.precision}: {choice.why}"
     note = pylate.report_note(emb, note)  # sg-pylate hook: "multi-vector, N-d, PyLate"
+    from ..ann import BACKEND, BACKEND_NOTE
+
+    if BACKEND != "hnswlib":
+        note += f"; candidate search: {BACKEND_NOTE}"
     return ModelReport(route, emb.name, getattr(emb, "source", ""), emb.dim,
                        "multi" if emb.multi_vector else "single", note)
 
@@ -143,7 +170,7 @@ def load_embedders(settings: ModelSettings, log: Callable[[str], None] | None = 
     if not settings.enabled:
         reports = [_report(r, None, "semantic search is off (models.enabled = false)") for r in ROUTES]
     else:
-        resolver = _Resolver(settings, eager, adapter_dir)
+        resolver = _Resolver(settings, eager, adapter_dir, log)
         for route in ROUTES:
             emb, note = _resolve_route(route, settings, resolver)
             embedders[route] = emb

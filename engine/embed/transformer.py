@@ -398,29 +398,13 @@ def _load_backbone(r: Recipe):
     return set_precision(model, r.precision)
 
 
-def cpu_has_bf16() -> bool:
-    """Native bf16 matrix units (AMX-BF16 or AVX512-BF16): without them bf16 is emulated and slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """models.precision 'auto': bf16 where the CPU computes it natively, else fp32."""
-    if precision == "auto":
-        return "bf16" if cpu_has_bf16() else "fp32"
-    return precision
-
-
 def set_precision(model, precision: str):
     """The encoder's arithmetic; measured with MiniLM on CoSQA by bench/int8_encoder.py.
 
     int8: dynamic quantisation of the linear layers, int8 weights with one scale per output channel, activations
     quantised per batch (fbgemm, VNNI where the CPU has it). Per-tensor weight scales cost 0.016 MRR@10; per
     channel stays within 0.01. bf16: weights and activations in bfloat16, outputs widened to fp32 before pooling;
-    fast only with native bf16 units (AMX, AVX512-BF16), which `auto` checks for.
+    fast only with native bf16 units (AMX, AVX512-BF16), which `auto` checks for (precision.py).
     """
     import torch
 

@@ -1,0 +1,262 @@
+"""The ONNX Runtime path: export from the served weights, equal vectors to torch fp32, a cache keyed by identity
+and written atomically, no torch at run time, `auto` choosing from recorded gates, and an index built by each
+runtime through the public Engine API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from engine.embed import load_embedders  # noqa: E402
+from engine.embed.ort import OrtEmbedder, cache_root  # noqa: E402
+from engine.embed.precision import Choice, choose, cpu_class  # noqa: E402
+from engine.embed.registry import resolve_recipe  # noqa: E402
+from engine.embed.transformer import TransformerEmbedder  # noqa: E402
+from engine.settings import ModelSettings, load_settings  # noqa: E402
+from tests.test_embed import TEXTS, build_colbert, build_st_bert  # noqa: E402
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO.parent / "shared" / "bench"
+
+
+@pytest.fixture(scope="module")
+def st(tmp_path_factory) -> Path:
+    return build_st_bert(tmp_path_factory.mktemp("onnx") / "st", max_seq_length=32)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("SG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    return tmp_path / "cache"
+
+
+def settings_(**kw) -> ModelSettings:
+    return ModelSettings(**{"threads": 1, "precision": "fp32", **kw})
+
+
+def _pair(path: Path, variant: str = "fp32"):
+    recipe = resolve_recipe(str(path), settings_())
+    torch_emb = TransformerEmbedder(recipe, threads=1)
+    return torch_emb, OrtEmbedder(recipe, variant, torch_emb.ident, threads=1)
+
+
+def _worst_cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(np.sum(a * b, axis=1)))
+
+
+def test_fp32_export_equals_torch_and_shares_its_space(st, cache):
+    ref, ort = _pair(st)
+    assert not ort.cached
+    for query in (False, True):
+        a = ref.embed_queries(TEXTS) if query else ref.embed_documents(TEXTS)
+        b = ort.embed_queries(TEXTS) if query else ort.embed_documents(TEXTS)
+        assert b.dtype == np.float32 and b.shape == a.shape
+        assert _worst_cos(a, b) >= 0.9999
+    assert ort.ident == ref.ident and ort.runtime == "onnxruntime"
+    assert ort.count_tokens(TEXTS) == ref.count_tokens(TEXTS)
+    manifest = json.loads((ort.directory / "manifest.json").read_text())
+    assert manifest["worst_cosine_vs_torch_fp32"] >= 0.9999 and manifest["variant"] == "fp32"
+    one = np.stack([ort.embed_documents([t])[0] for t in TEXTS])  # batching and padding change nothing
+    np.testing.assert_allclose(one, ort.embed_documents(TEXTS), atol=1e-5)
+
+
+def test_int8_is_another_space_close_to_fp32(st, cache):
+    ref, ort = _pair(st, "int8-dyn")
+    assert ort.ident != ref.ident and ort.ident.split("@")[0] == ref.ident.split("@")[0]
+    assert _worst_cos(ref.embed_documents(TEXTS), ort.embed_documents(TEXTS)) > 0.9
+
+
+def test_cache_is_keyed_by_identity_and_never_uses_half_entries(st, cache, tmp_path):
+    _, ort = _pair(st)
+    ort.load()
+    entries = sorted(p.name for p in cache_root().iterdir())
+    assert entries == [ort.key]
+    # a killed export leaves only a temporary directory, which nothing reads
+    (cache_root() / f".tmp-{ort.key}-dead").mkdir()
+    (cache_root() / f".tmp-{ort.key}-dead" / "model.onnx").write_bytes(b"half")
+    again = _pair(st)[1]
+    assert again.cached and again.load().manifest["key"] == ort.key
+    # a manifest that does not name this key is not this export
+    manifest = ort.directory / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "key": "something-else"}))
+    assert not _pair(st)[1].cached
+    manifest.write_text(json.dumps(data))
+    # new weights: a new identity, a new key, a new export
+    import shutil
+
+    changed = tmp_path / "changed"
+    shutil.copytree(st, changed)
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(changed / "model.safetensors"))
+    first = sorted(state)[0]
+    state[first] = state[first] + 0.01
+    save_file(state, str(changed / "model.safetensors"))
+    ref2, ort2 = _pair(changed)
+    assert ort2.key != ort.key and not ort2.cached
+    assert _worst_cos(ref2.embed_documents(TEXTS), ort2.embed_documents(TEXTS)) >= 0.9999
+
+
+def test_multi_vector_projection_model(tmp_path, cache):
+    path = build_colbert(tmp_path / "colbert", remote_code=False)
+    recipe = resolve_recipe(str(path), settings_(allow_noncommercial=True))
+    ref = TransformerEmbedder(recipe, threads=1)
+    ort = OrtEmbedder(recipe, "fp32", ref.ident, threads=1)
+    for query in (False, True):
+        a = ref.embed_queries(TEXTS) if query else ref.embed_documents(TEXTS)
+        b = ort.embed_queries(TEXTS) if query else ort.embed_documents(TEXTS)
+        for x, y in zip(a, b):
+            assert x.shape == y.shape and float(np.min(np.sum(x * y, axis=1))) >= 0.9999
+
+
+def test_registry_runs_onnx_and_says_so(st, cache):
+    embs, reports = load_embedders(settings_(model_path=str(st)))
+    assert isinstance(embs["code"], OrtEmbedder) and "runs on ONNX Runtime, fp32" in reports[0].note
+    embs, reports = load_embedders(settings_(model_path=str(st), runtime="torch"))
+    assert isinstance(embs["code"], TransformerEmbedder) and "runs on torch, fp32" in reports[0].note
+    embs, reports = load_embedders(settings_(model_path=str(st), precision="int8"))
+    assert isinstance(embs["code"], OrtEmbedder) and embs["code"].variant.startswith("int8")
+
+
+def test_run_time_imports_no_torch(st, cache):
+    """Once exported, searching needs only onnxruntime, tokenizers and numpy."""
+    OrtEmbedder(*_args(st)).load()
+    code = f"""
+import sys
+from engine.embed import load_embedders
+from engine.settings import ModelSettings
+embs, reports = load_embedders(ModelSettings(model_path={str(st)!r}, threads=1, precision="fp32"))
+v = embs["code"].embed_queries(["read a file"])
+assert v.shape == (1, 24), v.shape
+print(sorted(m for m in ("torch", "transformers", "peft", "sentence_transformers", "onnx") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _args(path: Path):
+    recipe = resolve_recipe(str(path), settings_())
+    return recipe, "fp32", TransformerEmbedder(recipe).ident
+
+
+def test_index_built_by_each_runtime_agrees(st, cache, tmp_path):
+    """The done-when of issue 17: an index built with torch and one built with ONNX hold the same vectors."""
+    from engine.search import Engine
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, text in enumerate(TEXTS[:2] + TEXTS[3:] + ["def parse_json(s):\n    return json.loads(s)\n"]):
+        (corpus / f"m{i}.py").write_text(text + "\n")
+    found = {}
+    for runtime in ("torch", "onnx"):
+        settings = load_settings(None, {"models": {"model_path": str(st), "threads": 1, "precision": "fp32",
+                                                   "runtime": runtime},
+                                        "index": {"index_dir": str(tmp_path / f"idx-{runtime}")}})
+        eng = Engine(corpus, settings)
+        eng.index()
+        (space,) = eng.spaces.values()
+        ids = space.ann.live_ids()
+        hits = eng.search("read lines from a file", k=5, mode="semantic").hits
+        found[runtime] = (space.embedder.ident, ids, space.ann.vectors(ids), [(h.path, h.score) for h in hits])
+        eng.close()
+    (ti, tids, tvec, thits), (oi, oids, ovec, ohits) = found["torch"], found["onnx"]
+    assert ti == oi and tids.tolist() == oids.tolist() and len(tids) >= 5
+    assert _worst_cos(tvec, ovec) >= 0.9999
+    assert [p for p, _ in thits] == [p for p, _ in ohits]
+    np.testing.assert_allclose([s for _, s in thits], [s for _, s in ohits], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_real_minilm_with_adapter_matches_torch(cache, bench_dir):
+    from engine.embed.sentence import default_recipe
+
+    recipe = default_recipe(True)
+    ref = TransformerEmbedder(recipe, threads=1)
+    ort = OrtEmbedder(recipe, "fp32", ref.ident, threads=1)
+    files = sorted((bench_dir / "cosqa" / "corpus").iterdir())[:64]
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    assert _worst_cos(ref.embed_documents(texts), ort.embed_documents(texts)) >= 0.9999
+    queries = ["read a json file", "python sort dict by value", "check if a string is a number"]
+    assert _worst_cos(ref.embed_queries(queries), ort.embed_queries(queries)) >= 0.9999
+    assert ort.ident == ref.ident
+
+
+# -- choosing ----------------------------------------------------------------------------------------------
+
+GATE = {"models": {"m@1": {"paths": {
+    "onnx-fp32": {"pass": True}, "torch-bf16": {"pass": True}, "onnx-int8-dyn": {"pass": True},
+    "onnx-int8-dyn-rr": {"pass": True}, "onnx-int8-static": {"pass": False}},
+    "speed": {"bf16": {"torch-fp32": 100, "onnx-fp32": 120, "torch-bf16": 200, "onnx-int8-dyn": 180,
+                       "onnx-int8-static": 999},
+              "avx2": {"torch-fp32": 100, "onnx-fp32": 123, "onnx-int8-dyn": 158, "onnx-int8-dyn-rr": 150}}}}}
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    from engine.embed import precision
+
+    monkeypatch.setattr(precision, "gate_records", lambda: GATE)
+
+
+def test_auto_picks_the_fastest_gated_path_per_cpu(gate):
+    bf16 = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")
+    avx2 = ("avx2",)
+    assert cpu_class(bf16) == "bf16" and cpu_class(avx2) == "avx2" and cpu_class(("arm64",)) == "other"
+    assert choose("auto", "auto", "m@1", "", True, bf16).path == "torch-bf16"  # static failed its gate
+    # full-range u8s8 saturates without VNNI, so AVX2 takes the reduced-range int8
+    assert choose("auto", "auto", "m@1", "", True, avx2).path == "onnx-int8-dyn-rr"
+    assert choose("auto", "auto", "m@1", "no onnxruntime", False, avx2).path == "torch-fp32"
+    assert choose("auto", "torch", "m@1", "", True, bf16).path == "torch-bf16"
+    assert choose("auto", "torch", "m@1", "", True, avx2).path == "torch-fp32"
+    assert choose("auto", "onnx", "m@1", "", True, bf16).path == "onnx-int8-dyn"  # ONNX paths only
+    assert choose("auto", "onnx", "other@2", "", True, bf16).path == "onnx-fp32"
+    # no gate recorded for a model: fp32, or torch bf16 as before on a CPU with native bf16
+    assert choose("auto", "auto", "other@2", "", True, bf16).path == "torch-bf16"
+    assert choose("auto", "auto", "other@2", "", True, avx2).path == "onnx-fp32"
+    assert choose("fp32", "auto", "other@2", "", True, avx2).path == "onnx-fp32"
+    assert choose("int8", "auto", "other@2", "", True, avx2).path == "onnx-int8-dyn-rr"
+    assert choose("int8", "torch", "other@2", "", True, avx2).path == "torch-int8"
+    assert choose("bf16", "auto", "other@2", "", True, avx2).path == "torch-bf16"
+    assert isinstance(choose("auto", "auto", "m@1", "", True, bf16), Choice)
+    # a recorded gate where bf16 lost too much: bf16 is out even where native
+    failed = {"models": {"m@1": {"paths": {"onnx-fp32": {"pass": True},
+                                           "torch-bf16": {"pass": False, "max_loss": 0.02}}, "speed": {}}}}
+    from engine.embed import precision
+
+    precision_records = precision.gate_records
+    try:
+        precision.gate_records = lambda: failed
+        assert choose("auto", "auto", "m@1", "", True, bf16).path == "onnx-fp32"
+    finally:
+        precision.gate_records = precision_records
+
+
+def test_recorded_gate_names_the_shipped_default():
+    """The gate file ships for the offline default as it is served (weights + adapter + recipe)."""
+    from engine.embed.precision import GATE_FILE, gate_records
+    from engine.embed.sentence import default_recipe
+
+    if not GATE_FILE.is_file():
+        pytest.skip("no precision_gate.json recorded")
+    ident = TransformerEmbedder(default_recipe(True)).ident
+    entry = gate_records()["models"][ident]
+    assert entry["paths"]["onnx-fp32"]["pass"]
+    for path, verdict in entry["paths"].items():
+        if path not in ("onnx-fp32", "torch-fp32"):  # fp32 is the reference, verified equal at export
+            assert verdict["pass"] == (verdict["complete"] and verdict["max_loss"] <= 0.005), path
