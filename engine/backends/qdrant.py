@@ -204,7 +204,7 @@ class _ClientTarget(_Target):
             self.client.create_payload_index(self.collection, "repository", m.KeywordIndexParams(
                 type=m.KeywordIndexType.KEYWORD, is_tenant=True))
             self.client.create_payload_index(self.collection, "path", m.KeywordIndexParams(
-                type=m.KeywordIndexType.KEYWORD))
+                type=m.KeywordIndexType.KEYWORD, prefix=True))
             return
         have = self.client.get_collection(self.collection).config.params.vectors
         missing = [sp.name for sp in spaces if sp.candidates not in have]
