@@ -173,7 +173,7 @@ class _Target:
     def upsert(self, points: list[ChunkPoint]) -> None: ...
     def delete(self, cond: Cond) -> None: ...
     def query(self, queries: list[Q]) -> list[list[tuple[str, float, dict | None]]]: ...
-    def retrieve(self, ids: list[str]) -> dict[str, dict]: ...
+    def retrieve(self, ids: list[str], fields: list[str] | None = None) -> dict[str, dict]: ...
     def count(self, cond: Cond = Cond()) -> int: ...
     def close(self) -> None: ...
 
@@ -260,8 +260,8 @@ class _ClientTarget(_Target):
         res = self.client.query_batch_points(self.collection, requests=[self._request(q) for q in queries])
         return [[(str(p.id), float(p.score), p.payload) for p in r.points] for r in res]
 
-    def retrieve(self, ids):
-        recs = self.client.retrieve(self.collection, ids=list(ids), with_payload=True, with_vectors=False)
+    def retrieve(self, ids, fields=None):
+        recs = self.client.retrieve(self.collection, ids=list(ids), with_payload=fields or True, with_vectors=False)
         return {str(r.id): r.payload for r in recs}
 
     def count(self, cond=Cond()):
@@ -374,8 +374,9 @@ class _EdgeTarget(_Target):
         res = self.shard.query_batch(self.E.QueryBatchRequest([self._request(q) for q in queries]))
         return [[(str(p.id), float(p.score), p.payload) for p in r] for r in res]
 
-    def retrieve(self, ids):
-        return {str(r.id): r.payload for r in self.shard.retrieve(list(ids), with_payload=True, with_vector=False)}
+    def retrieve(self, ids, fields=None):
+        return {str(r.id): r.payload for r in self.shard.retrieve(list(ids), with_payload=fields or True,
+                                                                  with_vector=False)}
 
     def count(self, cond=Cond()):
         return self.shard.count(self.E.CountRequest(exact=True, filter=self.filter(cond)))
@@ -482,7 +483,7 @@ class QdrantIndex:
         out: set[str] = set()
         for start in range(0, len(ids), 512):
             part = ids[start:start + 512]
-            out |= set(self._retry(lambda: self.target.retrieve(part)))
+            out |= set(self._retry(lambda: self.target.retrieve(part, ["repository"])))
         return out
 
     def delete_file(self, path: str, keep: Iterable[str] = (), repository: str | None = None) -> None:
@@ -574,12 +575,13 @@ class QdrantIndex:
                                                        prefetch=pre)]))[0]
         return {i: s / max(len(qtok), 1) for i, s, _ in res}
 
-    def payloads(self, ids: Iterable[str]) -> dict[str, dict]:
+    def payloads(self, ids: Iterable[str], fields: list[str] | None = None) -> dict[str, dict]:
+        """Payloads by point id (all fields, or just `fields`)."""
         ids = list(ids)
         out: dict[str, dict] = {}
         for start in range(0, len(ids), 512):
             part = ids[start:start + 512]
-            out.update(self._retry(lambda: self.target.retrieve(part)))
+            out.update(self._retry(lambda: self.target.retrieve(part, fields)))
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -105,11 +105,15 @@ def build_points(store: Store, rows: list[ChunkRow], spaces: Sequence[PushSpace]
 
 def push(store: Store, index: QdrantIndex, target: str, spaces: Sequence[PushSpace], *, repository: str,
          progress: Callable[[str, int, int], None] | None = None, cancel: threading.Event | None = None,
-         files_per_batch: int = FILE_BATCH) -> PushReport:
-    """Bring `index` up to date with the store for `repository`; `target` names the destination in the record."""
+         files_per_batch: int = FILE_BATCH, only: set[str] | None = None) -> PushReport:
+    """Bring `index` up to date with the store for `repository`; `target` names the destination in the record.
+    With `only`, just those paths (the files an indexing batch touched)."""
     report = PushReport()
     done = pushed(store, target)
     files = store.files()
+    if only is not None:
+        done = {p: h for p, h in done.items() if p in only}
+        files = {p: f for p, f in files.items() if p in only}
     gone = [p for p in done if p not in files]
     for p in gone:
         index.delete_file(p, repository=repository)
