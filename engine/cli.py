@@ -36,7 +36,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _settings(args: argparse.Namespace, root: Path | None) -> Settings:
     problems: list[str] = []
-    settings = load_settings(root, _overrides(args), problems)
+    settings = load_settings(root, _overrides(args), problems, lenient=True)
     for p in problems:
         _err(f"warning: {p}")
     return settings
@@ -195,8 +195,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     root = Path(args.path)
     engine = _open_engine(args, root)
     try:
-        st = engine.store.counts()
-        st.update({"root": str(engine.root), "index": str(engine.store.path)})
+        st = engine.status()
         skipped = engine.skipped()
     finally:
         engine.close()

@@ -57,6 +57,20 @@ class Chunk:
     end_col: int = 0  # code-point column just past the last character on end_line
 
 
+@dataclass(frozen=True)
+class ChunkInfo:
+    """Where an indexed chunk is: what Engine.chunk_at answers (lines 1-based, columns in code points)."""
+
+    path: str
+    symbol: str
+    kind: str
+    language: str
+    start_line: int
+    end_line: int
+    start_col: int
+    end_col: int
+
+
 @dataclass
 class Hit:
     """A ranked result. `components` explains the score (lexical, each semantic space, boosts)."""

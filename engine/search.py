@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -20,12 +20,11 @@ from . import discover, route, score, tokenize
 from .ann import AnnIndex
 from .codec import PQCodec, get_codec
 from .embed.base import ROUTES, Embedder, ModelReport
-from .errors import BadQuery, ModelError
-from .records import FileEntry, Hit, Skip
+from .errors import BadQuery, ModelError, SgError
+from .multi import scope_patterns
+from .records import MODES, ChunkInfo, FileEntry, Hit, Progress, Skip
 from .settings import Settings, load_settings
 from .store import ChunkRow, Store
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 FORMAT_VERSION = 1
 _FILE_BATCH = 200
@@ -33,6 +32,7 @@ _EMBED_BATCH = 128
 PRUNE_FROM_CHUNKS = 200  # below this, one chunk is too big a share to call a word common: BM25 keeps every word
 UNSAVED_MTIME = -1  # the mtime stored for a file indexed from an editor's unsaved text: never equal to the disk's
 POSTING_BUDGET = 0.5  # a search query's kept BM25 words may together fill at most this share of the chunks
+GC_MIN, GC_SHARE = 200, 0.1  # vectors are collected once this many chunks (and this share) were removed since
 
 
 @dataclass
@@ -81,6 +81,11 @@ def render_for_embedding(row: ChunkRow | object, style: str = "structured") -> s
     return f"{head}\n{text}" if head else text
 
 
+def unit(v: np.ndarray) -> np.ndarray:
+    """A pooled vector scaled to length 1 (a zero vector stays zero), as float32."""
+    return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
+
+
 def _space_name(ident: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", ident.lower()).strip("-")[:40]
     return f"{slug}-{hashlib.blake2b(ident.encode(), digest_size=4).hexdigest()}"
@@ -99,15 +104,22 @@ class Engine:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise BadQuery(f"{root} is not a directory")
-        self.problems: list[str] = []
-        self.settings = settings or load_settings(self.root, problems=self.problems)
         self.log = log or (lambda msg: None)
+        # Problems in the workspace's .sg.toml when the engine reads it itself (callers that pass settings have
+        # reported theirs): each is logged once and kept for status().
+        self.problems: list[str] = []
+        self.settings = settings or load_settings(self.root, problems=self.problems, lenient=True)
+        for problem in self.problems:
+            self.log(f"settings: {problem}")
         index_dir = Path(self.settings.index.index_dir or self.root / ".sg")
         self.index_dir = index_dir if index_dir.is_absolute() else self.root / index_dir
         self.store = Store(self.index_dir / "index.sqlite")
         self._writer = threading.RLock()
         self._check_lexical_manifest()
         self._models_loaded = embedders is not None
+        self._models_lock = threading.Lock()  # loading models never waits behind an index holding the writer
+        self._model_state = ("ready", "") if embedders is not None else \
+            ("not loaded", "") if self.settings.models.enabled else ("disabled", "models are turned off")
         self._embedders, self._reports = embedders if embedders is not None else ({r: None for r in ROUTES}, [])
         self.spaces: dict[str, _Space] = {}
         self._query_vectors: dict[tuple[str, bool, str], np.ndarray] = {}
@@ -117,16 +129,53 @@ class Engine:
 
     # -- models ------------------------------------------------------------------------------------------------
     def _ensure_models(self) -> None:
+        """Load the models now (blocking); raises the SgError that made loading fail."""
         if self._models_loaded:
             return
-        with self._writer:
+        with self._models_lock:
             if self._models_loaded:
                 return
             from .embed import load_embedders
 
-            self._embedders, self._reports = load_embedders(self.settings.models, log=self.log)
+            self._model_state = ("loading", "")
+            try:
+                self._embedders, self._reports = load_embedders(self.settings.models, log=self.log)
+                self._setup_spaces()
+            except SgError as exc:
+                self._model_state = ("failed", str(exc))
+                raise
             self._models_loaded = True
-            self._setup_spaces()
+            self._model_state = ("ready", "")
+
+    def load_models(self) -> tuple[str, str]:
+        """Load the embedding models if they are enabled and not loaded yet (blocking; safe from any thread, e.g.
+        to warm them in the background). Never raises for a model that cannot load: returns model_state()."""
+        if self.settings.models.enabled and self._model_state[0] not in ("ready", "failed"):
+            try:
+                self._ensure_models()
+            except SgError:
+                pass
+        return self.model_state()
+
+    def model_state(self) -> tuple[str, str]:
+        """(state, why): disabled | not loaded | loading | ready | failed."""
+        return self._model_state
+
+    def _usable_mode(self, mode: str, wait_for_models: bool, notes: list[str]) -> str:
+        """The mode a search can run in now: lexical, with a note, while models load (unless the caller waits for
+        them) or when they failed to load."""
+        if mode == "lexical" or not self.settings.models.enabled:
+            return mode
+        if wait_for_models:
+            self.load_models()
+        state, why = self._model_state
+        if state == "failed":
+            notes.append(f"no embedding model ({why}): lexical results only")
+            return "lexical"
+        if state != "ready":
+            notes.append("models are still loading: lexical results only")
+            return "lexical"
+        return mode
 
     def _setup_spaces(self) -> None:
         by_ident: dict[str, _Space] = {}
@@ -182,6 +231,7 @@ class Engine:
                 con.execute("DELETE FROM chunks")
                 con.execute("DELETE FROM files")
                 self.store._set_meta(con, "lexical", fp)
+                self.store._set_meta(con, "gc_hold", "1")  # until every file is read again (_collect_garbage)
 
     # -- indexing ----------------------------------------------------------------------------------------------
     def index(self, progress: Progress | None = None, cancel: threading.Event | None = None,
@@ -207,12 +257,15 @@ class Engine:
                 removed = [i for p in gone for i in self.store.delete_file(con, p)]
             report.removed = len(gone)
             self._sync_ann(removed, [])
+            dropped = len(removed)
             for start in range(0, len(todo), _FILE_BATCH):
                 if cancel is not None and cancel.is_set():
                     report.cancelled = True
                     break
                 batch = todo[start:start + _FILE_BATCH]
-                report.changed += self._write_files(batch, stored, skips)
+                changed, n = self._write_files(batch, stored, skips)
+                report.changed += changed
+                dropped += n
                 if progress:
                     progress("files", min(start + _FILE_BATCH, len(todo)), len(todo))
             if progress and not todo:
@@ -224,9 +277,28 @@ class Engine:
                 self._ensure_models()
                 report.embedded, report.cancelled = self._embed_missing(progress, cancel)
             report.chunks = self.store.counts()["chunks"]
+            self._collect_garbage(dropped, complete=not report.cancelled)
             self._save_ann()
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _collect_garbage(self, dropped: int, complete: bool = False) -> None:
+        """Vectors are keyed by content, so an edited function leaves the vectors of its old text behind. Once the
+        chunks dropped since the last collection reach GC_SHARE of the index (and at least GC_MIN), delete every
+        vector no chunk refers to: the store stays bounded however often files are saved. Not after a lexical
+        reset until a complete index has read every file again: till then the vectors of files not yet re-read
+        are still wanted. Searches are unaffected: each reads one committed snapshot."""
+        hold = self.store.get_meta("gc_hold") == "1"
+        if hold and complete:
+            self.store.set_meta("gc_hold", "0")
+            hold = False
+        before = int(self.store.get_meta("dropped_since_gc") or 0)
+        dead = before + dropped
+        if not hold and dead >= max(GC_MIN, GC_SHARE * self._chunk_count()):
+            self.store.gc_vectors()
+            dead = 0
+        if dead != before:  # every write bumps the generation: none when nothing changed (the ANN file stays current)
+            self.store.set_meta("dropped_since_gc", str(dead))
 
     def _is_index_path(self, rel: str) -> bool:
         try:
@@ -257,7 +329,8 @@ class Engine:
         return fhash, language, rows
 
     def _write_files(self, batch: list[FileEntry], stored: dict, skips: list[Skip],
-                     buffers: dict[str, str] | None = None) -> int:
+                     buffers: dict[str, str] | None = None) -> tuple[int, int]:
+        """Read, chunk and store a batch of files in one transaction: (files changed, chunk rows dropped)."""
         prepared = []
         for e in batch:
             old = stored.get(e.path)
@@ -283,7 +356,7 @@ class Engine:
                     added += new
                     changed += 1
         self._sync_ann(removed, added)
-        return changed
+        return changed, len(removed)
 
     def update_files(self, paths: list[str], embed: bool = True, buffers: dict[str, str] | None = None) -> IndexReport:
         """Re-index just these workspace-relative paths (on save / file-watch events).
@@ -319,13 +392,14 @@ class Engine:
                     report.removed += bool(ids)
                     removed += ids
             self._sync_ann(removed, [])
-            report.changed = self._write_files(entries, stored, skips, buffers)
+            report.changed, dropped = self._write_files(entries, stored, skips, buffers)
             with self.store.write() as con:
                 self.store.replace_skips(con, skips, paths=paths)
             report.files, report.skipped = len(entries), len(skips)
             if embed and self.settings.models.enabled:
                 self._ensure_models()
                 report.embedded, _ = self._embed_missing(None, None)
+            self._collect_garbage(len(removed) + dropped)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -353,8 +427,7 @@ class Engine:
                 rows = []
                 for (h, _), v in zip(todo, out if sp.embedder.multi_vector else list(out)):
                     if sp.embedder.multi_vector:
-                        pooled = v.mean(axis=0) if len(v) else np.zeros(sp.embedder.dim, np.float32)
-                        pooled = (pooled / (np.linalg.norm(pooled) or 1.0)).astype(np.float32)
+                        pooled = unit(v.mean(axis=0)) if len(v) else np.zeros(sp.embedder.dim, np.float32)
                         rows.append((h, pooled.tobytes(), sp.codec.encode(v)))
                     else:
                         rows.append((h, np.asarray(v, np.float32).tobytes(), None))
@@ -441,68 +514,95 @@ class Engine:
             for t, v in zip(texts, out):
                 self._query_vectors[(sp.name, doc_query, t)] = v
 
-    def _check(self, query: str, k: int) -> None:
-        s = self.settings.search
+    def _check_limit(self, k: int) -> None:
+        top = self.settings.search.max_results
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= top:
+            raise BadQuery(f"the result limit must be between 1 and {top}, not {k!r}")
+
+    def _check_mode(self, mode: str | None) -> str:
+        mode = mode or self.settings.search.mode
+        if mode not in MODES:
+            raise BadQuery(f"mode must be {', '.join(MODES[:-1])} or {MODES[-1]}, not {mode!r}")
+        return mode
+
+    def search(self, query: str, k: int = 10, mode: str | None = None, paths: list[str] | None = None,
+               explain: bool = False, wait_for_models: bool = True) -> SearchResult:
+        """Rank chunks for a natural-language or code query. `paths` are glob patterns relative to the root (or
+        absolute paths inside it). With wait_for_models=False a search never waits for models to load: until
+        they are ready it answers lexically, and says so in the notes."""
+        t0 = time.perf_counter()
         if not isinstance(query, str) or not query.strip():
             raise BadQuery("the query is empty")
         _encodable(query)
-        if len(query) > s.max_query_chars:
-            raise BadQuery(f"the query has {len(query)} characters; the limit is {s.max_query_chars}")
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= s.max_results:
-            raise BadQuery(f"the result limit must be between 1 and {s.max_results}, not {k!r}")
-
-    def search(self, query: str, k: int = 10, mode: str | None = None, paths: list[str] | None = None,
-               explain: bool = False) -> SearchResult:
-        """Rank chunks for a natural-language or code query. `paths` are glob patterns relative to the root."""
-        t0 = time.perf_counter()
-        self._check(query, k)
-        mode = mode or self.settings.search.mode
-        if mode not in ("hybrid", "semantic", "lexical"):
-            raise BadQuery(f"mode must be hybrid, semantic or lexical, not {mode!r}")
-        paths = self._check_paths(paths)
-        if mode != "lexical":
-            self._ensure_models()
+        if len(query) > self.settings.search.max_query_chars:
+            raise BadQuery(f"the query has {len(query)} characters; the limit is {self.settings.search.max_query_chars}")
+        self._check_limit(k)
+        paths = scope_patterns(paths, [self.root])[0]
+        notes: list[str] = []
+        mode = self._usable_mode(self._check_mode(mode), wait_for_models, notes)
         weights = route.route_query(query)
-        hits, notes = self._rank(query_text=query, q_tokens=tokenize.tokenize_query(query), weights=weights,
-                                 mode=mode, k=k, paths=paths, doc_query=False)
-        return SearchResult(hits, mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(), notes)
+        hits, rank_notes = self._rank(query_text=query, q_tokens=tokenize.tokenize_query(query), weights=weights,
+                                      mode=mode, k=k, paths=paths, doc_query=False)
+        return SearchResult(hits, mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(),
+                            notes + rank_notes)
 
-    def similar(self, path: str, line: int, k: int = 10, mode: str | None = None) -> SearchResult:
-        """Chunks most similar to the chunk that covers `line` (1-based) of `path`, excluding that chunk."""
+    def chunk_at(self, path: str, line: int, col: int | None = None) -> ChunkInfo | None:
+        """The chunk a position falls in: the smallest chunk that encloses `line` (1-based) and, when given, `col`
+        (0-based code-point column), functions and methods first among equals; None when no chunk does.
+        `path` is workspace-relative or absolute inside the workspace."""
+        row = self._chunk_row_at(self._rel(path), line, col)
+        return ChunkInfo(row.path, row.symbol, row.kind, row.language, row.start_line, row.end_line,
+                         row.start_col, row.end_col) if row is not None else None
+
+    def _chunk_row_at(self, rel: str, line: int, col: int | None) -> ChunkRow | None:
+        def encloses(r: ChunkRow) -> bool:
+            if not r.start_line <= line <= r.end_line:
+                return False
+            if col is None:
+                return True
+            return not (line == r.start_line and col < r.start_col) and not (line == r.end_line and col > r.end_col)
+
+        rows = [r for r in self.store.chunks_of_file(rel) if encloses(r)]
+        if not rows:
+            return None
+        return min(rows, key=lambda r: (r.end_line - r.start_line, r.kind not in ("function", "method")))
+
+    def similar(self, path: str, line: int, k: int = 10, mode: str | None = None, col: int | None = None,
+                wait_for_models: bool = True) -> SearchResult:
+        """Chunks most similar to the chunk at `line` (1-based) and `col` (0-based code points; None: the line)
+        of `path` (chunk_at's rule), excluding that chunk."""
         t0 = time.perf_counter()
         rel = self._rel(path)
-        rows = [r for r in self.store.chunks_of_file(rel) if r.start_line <= line <= r.end_line]
-        if not rows:
+        target = self._chunk_row_at(rel, line, col)
+        if target is None:
             raise BadQuery(f"no indexed function at {rel}:{line}")
-        target = min(rows, key=lambda r: (r.end_line - r.start_line, r.kind not in ("function", "method")))
         res = self.similar_text(target.text, k=k + 4, mode=mode, language=target.language,
-                                exclude=(target.path, target.symbol, target.id))
+                                exclude=(target.path, target.symbol, target.id), wait_for_models=wait_for_models)
         res.hits = res.hits[:k]
         res.elapsed_ms = (time.perf_counter() - t0) * 1000
         return res
 
     def similar_text(self, text: str, k: int = 10, mode: str | None = None, language: str = "",
-                     exclude: tuple[str, str, int] | None = None) -> SearchResult:
+                     exclude: tuple[str, str, int] | None = None, wait_for_models: bool = True) -> SearchResult:
         """Chunks most similar to a code snippet (the snippet is embedded as a document, not as a query)."""
         t0 = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise BadQuery("the code snippet is empty")
         _encodable(text)
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.settings.search.max_results:
-            raise BadQuery(f"the result limit must be between 1 and {self.settings.search.max_results}, not {k!r}")
-        mode = mode or self.settings.search.mode
-        if mode != "lexical":
-            self._ensure_models()
+        self._check_limit(k)
+        notes: list[str] = []
+        mode = self._usable_mode(self._check_mode(mode), wait_for_models, notes)
         text = text[:20_000]
         r = route.route_chunk(text, language or "code")
         weights = {x: (1.0 if x == r else 0.0) for x in ROUTES}
         q_tokens = tokenize.tokenize_query(text, limit=512)
-        hits, notes = self._rank(query_text=text, q_tokens=q_tokens, weights=weights, mode=mode, k=k + 8,
-                                 paths=None, doc_query=True, name_boost=False)
+        hits, rank_notes = self._rank(query_text=text, q_tokens=q_tokens, weights=weights, mode=mode, k=k + 8,
+                                      paths=None, doc_query=True, name_boost=False)
         if exclude:
             hits = [h for h in hits if h.chunk_id != exclude[2] and not (h.path == exclude[0] and h.symbol
                                                                           and h.symbol == exclude[1])]
-        return SearchResult(hits[:k], mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(), notes)
+        return SearchResult(hits[:k], mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(),
+                            notes + rank_notes)
 
     def _rel(self, path: str) -> str:
         p = Path(path)
@@ -515,20 +615,6 @@ class Engine:
         if rel.startswith("../") or rel == "..":
             raise BadQuery(f"{path} is outside the workspace {self.root}")
         return rel
-
-    def _check_paths(self, paths: list[str] | None) -> list[str] | None:
-        if not paths:
-            return None
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or len(paths) > 100:
-            raise BadQuery("paths must be a list of at most 100 glob patterns")
-        out = []
-        for p in paths:
-            if Path(p).is_absolute():
-                p = self._rel(p)
-            if ".." in Path(p).parts:
-                raise BadQuery(f"path pattern {p!r} reaches outside the workspace")
-            out.append(p.rstrip("/"))
-        return out
 
     @staticmethod
     def _path_ok(path: str, patterns: list[str] | None) -> bool:
@@ -698,8 +784,7 @@ class Engine:
             emb.embed_documents([text]) if doc_query else emb.embed_queries([text])
         if emb.multi_vector:
             qtok = out[0]
-            pooled = qtok.mean(axis=0)
-            pooled = (pooled / (np.linalg.norm(pooled) or 1.0)).astype(np.float32)
+            pooled = unit(qtok.mean(axis=0))
         else:
             pooled = np.asarray(out[0], np.float32)
         with sp.lock:
@@ -738,12 +823,39 @@ class Engine:
 
     # -- status ------------------------------------------------------------------------------------------------
     def status(self) -> dict:
+        """What is indexed: files, chunks, skipped, vectors per model, the models, the model state, the index
+        path, and any settings problems found when the engine read the workspace's settings itself."""
         counts = self.store.counts()
         vectors = {}
         for sp in self.spaces.values():
             vectors[sp.embedder.name] = len(sp.ann) if sp.ann is not None else 0
+        state, why = self._model_state
         return {**counts, "root": str(self.root), "index": str(self.store.path), "vectors": vectors,
-                "models": self.model_names()}
+                "models": self.model_names(), "model_state": state, "model_note": why,
+                "problems": list(self.problems)}
+
+    def needs_rescan(self, deleted: list[str]) -> bool:
+        """True when one of these deleted workspace-relative paths was a folder holding indexed files (the
+        watcher reports a deleted folder once, not each file in it): only a walk finds what went with it."""
+        known = self.store.files()
+        return any(p not in known and any(k.startswith(p.rstrip("/") + "/") for k in known) for p in deleted)
+
+    def configure(self, settings: Settings) -> bool:
+        """Apply new settings. Search settings apply at once (True); a change to models or index settings needs a
+        new Engine over the same folder (False, nothing applied)."""
+        if settings.models != self.settings.models or settings.index != self.settings.index:
+            return False
+        self.settings = settings
+        return True
+
+    def iter_chunks(self) -> Iterator[ChunkRow]:
+        """Every indexed chunk, in id order, read in pages (the tuner mines its training pairs from these)."""
+        return self.store.iter_chunks()
+
+    def lexical_search(self, query: str, k: int) -> dict[int, float]:
+        """BM25 over every chunk for a natural-language query: chunk id -> score, the best `k` (the tuner's hard
+        negatives)."""
+        return self.store.lexical(tokenize.tokenize_query(query), k)
 
     def check(self) -> list[str]:
         """Integrity problems (empty when healthy): SQLite's own check, table agreement, ANN vs store."""

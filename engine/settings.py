@@ -6,9 +6,10 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ConfigError
+from .records import MODES
 
 PRECISIONS = ("fp32", "int8", "bf16", "auto")
 
@@ -74,7 +75,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
 
     def validate(self) -> "Settings":
-        if self.search.mode not in ("hybrid", "semantic", "lexical"):
+        if self.search.mode not in MODES:
             raise ConfigError(f"search.mode must be hybrid, semantic or lexical, not {self.search.mode!r}")
         if self.search.fusion not in ("linear", "rrf"):
             raise ConfigError(f"search.fusion must be linear or rrf, not {self.search.fusion!r}")
@@ -97,33 +98,65 @@ class Settings:
         return self
 
 
-def _merge(obj: Any, data: dict[str, Any], where: str, problems: list[str]) -> None:
-    """Copy known keys from `data` onto dataclass `obj`, recording (not raising) unknown keys and wrong types."""
+def merge_into(obj: Any, data: Any, where: str = "", problems: list[str] | None = None,
+               parsers: dict[str, Callable[[Any, str], Any]] | None = None) -> None:
+    """Copy the keys of `data` onto dataclass `obj`, nested dataclasses recursively, checking each value's type.
+
+    A key that is unknown or of the wrong type raises ConfigError when `problems` is None (a training config: a
+    typo there is an error), else it is recorded in `problems` and ignored (.sg.toml, editor settings: a typo
+    never stops the editor). `parsers` maps a field name to its own parser, `(value, where) -> value`.
+    """
+    strict = problems is None
+
+    def refuse(text: str) -> None:
+        if strict:
+            raise ConfigError(text)
+        problems.append(f"{text}, ignored" if text.endswith(("setting", "table")) else f"{text}; ignored")
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping")
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in data.items():
-        name = key.replace("-", "_")
+        name = str(key).replace("-", "_")
         if name not in fields:
-            problems.append(f"{where}{key}: unknown setting, ignored")
+            refuse(f"{where}{key}: unknown setting" + (f" (known: {', '.join(sorted(fields))})" if strict else ""))
             continue
         current = getattr(obj, name)
+        if parsers and name in parsers:
+            setattr(obj, name, parsers[name](value, f"{where}{key}"))
+            continue
         if dataclasses.is_dataclass(current):
             if isinstance(value, dict):
-                _merge(current, value, f"{where}{key}.", problems)
+                merge_into(current, value, f"{where}{key}.", problems, parsers)
             else:
-                problems.append(f"{where}{key}: expected a table, ignored")
+                refuse(f"{where}{key}: expected a table")
             continue
-        if value is None and (current is None or name in ("model_path", "index_dir")):
+        if value is None and (current is None or name in _NULLABLE):
             setattr(obj, name, None)
             continue
-        expected = type(current) if current is not None else str
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if expected is list and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            value = list(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            problems.append(f"{where}{key}: expected {expected.__name__}, got {type(value).__name__}; ignored")
+        ok, value = _fits(current, value, str(fields[name].type))
+        if not ok:
+            refuse(f"{where}{key}: expected {type(current).__name__ if current is not None else 'str'}, got "
+                   + (repr(value) if strict else type(value).__name__))
             continue
         setattr(obj, name, value)
+
+
+_NULLABLE = ("model_path", "index_dir")
+
+
+def _fits(current: Any, value: Any, annotation: str) -> tuple[bool, Any]:
+    """Whether `value` may replace `current` (ints widen to floats; lists keep their declared item type)."""
+    if isinstance(current, bool) or isinstance(value, bool):
+        return isinstance(current, bool) and isinstance(value, bool), value
+    if isinstance(current, float):
+        ok = isinstance(value, (int, float))
+        return ok, float(value) if ok else value
+    if isinstance(current, list):
+        item = {"list[str]": str, "list[int]": int}.get(annotation.replace(" ", ""), object)
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+        return ok, list(value) if ok else value
+    return isinstance(value, type(current) if current is not None else str), value
 
 
 def load_settings(workspace: str | Path | None = None, overrides: dict[str, Any] | None = None,
@@ -148,7 +181,7 @@ def load_settings(workspace: str | Path | None = None, overrides: dict[str, Any]
         layers.append(overrides)
     settings = Settings()
     for layer in layers:
-        _merge(settings, layer, "", problems)
+        merge_into(settings, layer, "", problems)
     _resolve_paths(settings, workspace)
     try:
         return settings.validate()
@@ -161,7 +194,7 @@ def load_settings(workspace: str | Path | None = None, overrides: dict[str, Any]
             trial = dataclasses.replace(settings, models=dataclasses.replace(settings.models),
                                         index=dataclasses.replace(settings.index),
                                         search=dataclasses.replace(settings.search))
-            _merge(trial, leaf, "", [])
+            merge_into(trial, leaf, "", [])
             try:
                 settings = trial.validate()
             except ConfigError as exc:

@@ -139,3 +139,48 @@ def test_bm25_share_of_an_english_query_without_a_cjk_model(tmp_path: Path) -> N
     ja = eng.search("ファイルを開く", mode="hybrid", k=5).hits
     assert ja and ja[0].path == "docs/guide.md" and ja[0].components["lexical"] > 0.5
     eng.close()
+
+
+def _vector_rows(eng: Engine) -> int:
+    import sqlite3
+
+    with sqlite3.connect(eng.status()["index"]) as con:
+        return con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+
+def test_store_stays_bounded_under_repeated_edits(tmp_path: Path) -> None:
+    """Vectors are keyed by content: each save of an edited function used to leave the old version's vector in the
+    store forever (Store.gc_vectors existed, nothing called it). 300 saves must not leave 300 dead vectors."""
+    from engine.search import GC_MIN
+
+    model = tmp_path / "model"
+    build_st_bert(model)
+    root = tmp_path / "ws"
+    root.mkdir()
+    write(root, FILES)
+    eng = engine_with(root, {"models": {"model_path": str(model), "threads": 1}})
+    try:
+        eng.index()
+        live = _vector_rows(eng)
+        for i in range(300):
+            (root / "edited.py").write_text(f"def edited_{i}(x):\n    return x + {i}\n")
+            eng.update_files(["edited.py"])
+        assert eng.search("edited_299", k=1, mode="semantic").hits
+        assert _vector_rows(eng) <= live + 1 + GC_MIN
+        assert eng.check() == []
+    finally:
+        eng.close()
+
+
+def test_settings_problems_are_reported_when_the_engine_reads_them(tmp_path: Path) -> None:
+    """Engine.problems used to be written and never read: a typo in .sg.toml vanished silently."""
+    (tmp_path / ".sg.toml").write_text('[search]\nmode = "semantic"\nbogus_key = 1\n[index]\nmax_file_bytes = 0\n')
+    said: list[str] = []
+    eng = Engine(tmp_path, log=said.append)
+    try:
+        problems = eng.status()["problems"]
+        assert any("bogus_key" in p for p in problems) and any("max_file_bytes" in p for p in problems)
+        assert all(any(p in s for s in said) for p in problems)
+        assert eng.settings.search.mode == "semantic"  # the good value is kept, the bad ones dropped
+    finally:
+        eng.close()

@@ -365,22 +365,20 @@ def mine_package(src: Path, name: str, cfg: PublicConfig, prints: BenchPrints, i
     """Pairs from one extracted package (lexical-only index, engine chunker, engine.tune.mine), leak-filtered."""
     from engine import Engine, load_settings
     from engine.search import render_for_embedding
-    from engine.tokenize import tokenize_query
     from engine.tune.mine import mine_pairs
 
     settings = load_settings(None, {"models": {"enabled": False}, "index": {"index_dir": str(index_dir)}})
     engine = Engine(src, settings)
     try:
         engine.index(embed=False)
-        # still reads the store past Engine (as engine/tune does on main): to move to Engine methods with the redesign
-        rows = list(engine.store.iter_chunks())
+        rows = list(engine.iter_chunks())
         bad_ids = {r.id for r in rows if prints.leaks_code(r.text) or (r.doc and prints.leaks_doc(r.doc))}
         # a leaking function leaves with all its chunks (windows of a long function share its symbol)
         bad_keys = {(r.path, r.symbol) for r in rows if r.id in bad_ids}
         clean = [r for r in rows if (r.path, r.symbol) not in bad_keys]
 
         def lexical(q: str, n: int) -> dict[int, float]:
-            got = engine.store.lexical(tokenize_query(q), n)
+            got = engine.lexical_search(q, n)
             return {k: v for k, v in got.items() if k not in bad_ids}
 
         pairs = mine_pairs(clean, cfg.mining, lambda r: render_for_embedding(r, cfg.embed_render), lexical=lexical,

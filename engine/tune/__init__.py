@@ -13,15 +13,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError, ModelError
+from ..records import Progress
 from .config import TuneConfig, load_config
 from .mine import MineStats, Pair, load_codesearchnet_jsonl, mine_pairs, read_jsonl, split_heldout, write_jsonl
 
 __all__ = ["TuneReport", "Pair", "run_tune", "load_codesearchnet_jsonl", "load_config", "resolve_base"]
 
-Progress = Callable[[str, int, int], None]
 _UNIT_KINDS = ("function", "method", "class")
 
 
@@ -102,7 +101,7 @@ def _pool_docs(engine, style: str, exclude: set[str], limit: int, seed: int) -> 
     """Chunks rendered exactly as indexed, to rank the held-out positives against (a sample when large)."""
     from ..search import render_for_embedding
 
-    rows = [r for r in engine.store.iter_chunks() if r.kind in _UNIT_KINDS and f"{r.path}::{r.symbol}" not in exclude]
+    rows = [r for r in engine.iter_chunks() if r.kind in _UNIT_KINDS and f"{r.path}::{r.symbol}" not in exclude]
     rng = random.Random(seed)
     if limit and len(rows) > limit:
         rows = rng.sample(rows, limit)
@@ -118,7 +117,6 @@ def run_tune(engine, config_path: str | None = None, out_dir: str | None = None,
     from ..embed.registry import resolve_recipe
     from ..embed.transformer import TransformerEmbedder
     from ..search import render_for_embedding
-    from ..tokenize import tokenize_query
     from .merge import latest_finished, next_version_dir, save_merged, slug, write_card
     from .train import TrainableEncoder, evaluate_embedder, eval_pool, pick_device, train
 
@@ -155,11 +153,11 @@ def run_tune(engine, config_path: str | None = None, out_dir: str | None = None,
     depth = cfg.mining.bm25_depth
 
     def lexical(q: str, n: int) -> dict[int, float]:
-        return engine.store.lexical(tokenize_query(q), n or depth)
+        return engine.lexical_search(q, n or depth)
 
     if progress:
         progress("mine", 0, 1)
-    local = mine_pairs(engine.store.iter_chunks(), cfg.mining, lambda r: render_for_embedding(r, style),
+    local = mine_pairs(engine.iter_chunks(), cfg.mining, lambda r: render_for_embedding(r, style),
                        lexical=lexical, root=engine.root, seed=seed, stats=stats)
     train_local, heldout = split_heldout(local, cfg.mining, seed)
     extra = read_jsonl(cfg.mining.extra_pairs) if cfg.mining.extra_pairs else []

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..settings import merge_into
 
 # configs/ at the repository root; `--config local_default` finds configs/train_local_default.yaml.
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -153,47 +154,22 @@ class TuneConfig:
         return out
 
 
-def _merge(obj: Any, data: dict, where: str) -> None:
+def _phases(value: Any, where: str) -> list[PhaseConfig]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected a non-empty list")
+    phases = []
+    for i, item in enumerate(value):
+        ph = PhaseConfig()
+        _merge(ph, item, f"{where}[{i}].")
+        if ph.source not in ("local", "codesearchnet", "jsonl"):
+            raise ConfigError(f"{where}[{i}].source must be local, codesearchnet or jsonl")
+        phases.append(ph)
+    return phases
+
+
+def _merge(obj: Any, data: Any, where: str) -> None:
     """Copy keys of `data` onto dataclass `obj`; unlike .sg.toml, a typo here is an error (training is explicit)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping")
-    fields = {f.name: f for f in dataclasses.fields(obj)}
-    for key, value in data.items():
-        name = str(key).replace("-", "_")
-        if name not in fields:
-            raise ConfigError(f"{where}{key}: unknown setting (known: {', '.join(sorted(fields))})")
-        current = getattr(obj, name)
-        if name == "phases":
-            if not isinstance(value, list) or not value:
-                raise ConfigError(f"{where}phases: expected a non-empty list")
-            phases = []
-            for i, item in enumerate(value):
-                ph = PhaseConfig()
-                _merge(ph, item, f"{where}phases[{i}].")
-                if ph.source not in ("local", "codesearchnet", "jsonl"):
-                    raise ConfigError(f"{where}phases[{i}].source must be local, codesearchnet or jsonl")
-                phases.append(ph)
-            setattr(obj, name, phases)
-            continue
-        if dataclasses.is_dataclass(current):
-            _merge(current, value, f"{where}{key}.")
-            continue
-        if isinstance(current, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(current, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif isinstance(current, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(current, list):
-            ok = isinstance(value, list)
-        elif isinstance(current, dict):
-            ok = isinstance(value, dict)
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            raise ConfigError(f"{where}{key}: expected {type(current).__name__}, got {value!r}")
-        setattr(obj, name, value)
+    merge_into(obj, data, where, None, {"phases": _phases})
 
 
 def resolve_config_path(config_path: str | None) -> Path | None:

@@ -21,10 +21,10 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..records import Progress
 from .config import TARGETS, LoraSettings, TrainSettings
 from .mine import Pair
 
-Progress = Callable[[str, int, int], None]
 
 
 def pick_device(name: str) -> str:
