@@ -390,3 +390,66 @@ def test_real_server(tmp_path, store):
     finally:
         ix.target.client.delete_collection(collection)
         ix.close()
+
+
+# -- engine.backend's Protocols on Qdrant -----------------------------------------------------------------------
+def fake_spaces():
+    """Stand-ins for engine's Space objects (name, embedder dim/multi_vector, routes, codec): all a backend reads."""
+    from types import SimpleNamespace as NS
+
+    return {DENSE.name: NS(name=DENSE.name, embedder=NS(dim=DENSE.dim, multi_vector=False), routes=["code"],
+                           codec=None),
+            MULTI.name: NS(name=MULTI.name, embedder=NS(dim=MULTI.dim, multi_vector=True), routes=["prose"],
+                           codec=get_codec("int8"))}
+
+
+@pytest.mark.parametrize("kind", ["edge", "client-local"])
+def test_backend_view_answers_as_the_store(tmp_path, store, kind):
+    from engine.backends.qdrant_backend import QdrantBackend
+
+    url = str(tmp_path / "edge") if kind == "edge" else ":memory:"
+    be = QdrantBackend(store, url, "sg_test", repository="repo", exact=True)
+    try:
+        be.open_spaces(fake_spaces())
+        rows, pid, dense, toks = reference(store)
+        assert be.check() == []
+        assert be.vector_counts() == {DENSE.name: len(dense), MULTI.name: len(toks)}
+        with be.view() as v:
+            assert v.chunk_count() == len(rows)
+            tokens = tokenize.tokenize_query("parse config w3 handle")
+            assert v.doc_freqs(tokens) == store.doc_freqs(tokens)
+            want = store.lexical(tokens, 50, (1.0, 2.0, 1.0))
+            got = v.lexical(tokens, 50, (1.0, 2.0, 1.0))
+            assert set(got) == set(want)  # keys are the local chunk ids
+            assert all(got[c] == pytest.approx(s, rel=1e-4, abs=1e-5) for c, s in want.items())
+            some = list(rows)[:20]
+            fill = v.lexical(tokens, 0, (1.0, 2.0, 1.0), keys=some)
+            assert fill == pytest.approx(store.lexical(tokens, 0, (1.0, 2.0, 1.0), ids=some), rel=1e-4, abs=1e-5)
+            q = _unit(np.random.default_rng(9).normal(size=DENSE.dim))
+            sem = v.semantic(DENSE.name, q, 10)
+            cid = {p: c for c, p in pid.items()}
+            exact = {cid[p]: float(vec @ q) for p, vec in dense.items()}
+            assert top(sem, 10) == top(exact, 10)
+            code = [c for c, r in rows.items() if r.route == "code"][:5]
+            assert v.semantic_fill(DENSE.name, q, code) == pytest.approx({c: exact[c] for c in code}, abs=1e-5)
+            qt = _unit(np.random.default_rng(10).normal(size=(3, MULTI.dim)))
+            ms = v.semantic(MULTI.name, _unit(qt.mean(0)), len(toks) + 5, tokens=qt)
+            ref = {cid[p]: float((qt @ t.T).max(axis=1).sum() / 3) for p, t in toks.items()}
+            assert top(ms, 10) == top(ref, 10)
+            assert v.semantic_fill(MULTI.name, qt.mean(0), code) == {}
+            assert v.space_size(DENSE.name) == len(dense)
+            got_rows = v.rows(top(sem, 3), text=True)
+            assert {c: (r.path, r.symbol, r.text) for c, r in got_rows.items()} == \
+                {c: (rows[c].path, rows[c].symbol, rows[c].text) for c in top(sem, 3)}
+        with be.view(["tests/*"]) as v:
+            assert all(rows[c].path.startswith("tests/") for c in v.semantic(DENSE.name, q, 100))
+        # the write side: a file goes, the backend follows
+        gone = "src/pkg1/mod1.py"
+        with store.write() as con:
+            removed = store.delete_file(con, gone)
+        be.chunks_changed(removed, [])
+        assert be.check() == []
+        with be.view() as v:
+            assert not set(removed) & set(v.semantic(DENSE.name, q, 1000))
+    finally:
+        be.close()

@@ -45,6 +45,7 @@ COLUMN_WEIGHTS = {LEX: (1.0, 2.0, 1.0), LEX_BODY: (0.0, 0.0, 1.0)}
 PAYLOAD_FIELDS = ("repository", "path", "symbol", "kind", "language", "start_line", "end_line", "start_col",
                   "end_col", "route", "hash", "file_hash")
 GLOB_CHARS = "*?["
+KEY_FIELDS = ("repository", "path", "hash")  # what maps a hit back to a local chunk
 
 
 class BackendError(SgError):
@@ -87,6 +88,7 @@ class Cond:
     prefixes: tuple[str, ...] = ()
     ids: tuple[str, ...] | None = None
     not_ids: tuple[str, ...] = ()
+    has_vector: str | None = None
 
     def empty(self) -> bool:
         return self == Cond()
@@ -101,7 +103,7 @@ class Q:
     limit: int
     cond: Cond = Cond()
     prefetch: "Q | None" = None
-    payload: bool = False
+    payload: bool | list[str] = False
 
 
 # -- identity, sparse vectors, filters --------------------------------------------------------------------------
@@ -233,6 +235,8 @@ class _ClientTarget(_Target):
             must.append(m.HasIdCondition(has_id=list(cond.ids)))
         if cond.not_ids:
             must_not.append(m.HasIdCondition(has_id=list(cond.not_ids)))
+        if cond.has_vector is not None:
+            must.append(m.HasVectorCondition(has_vector=cond.has_vector))
         return m.Filter(must=must or None, must_not=must_not or None)
 
     def upsert(self, points):
@@ -317,7 +321,12 @@ class _EdgeTarget(_Target):
                            optimizers=E.EdgeOptimizersConfig(indexing_threshold=max(hnsw[2], 1)))
         try:
             if (self.path / "edge_config.json").exists():
-                self.shard = E.EdgeShard.load(str(self.path), cfg)
+                self.shard = E.EdgeShard.load(str(self.path))
+                have = self._vector_names()
+                for name, params in vectors.items():  # a space added since (a model turned on)
+                    if name not in have:
+                        self.shard.update(E.UpdateOperation.create_dense_vector(
+                            name, params.size, params.distance, multivector_config=params.multivector_config))
             else:
                 self.shard = E.EdgeShard.create(str(self.path), cfg)
                 self.shard.update(E.UpdateOperation.create_field_index("repository", E.PayloadSchemaType.Keyword))
@@ -327,6 +336,14 @@ class _EdgeTarget(_Target):
             if "WouldBlock" in str(exc):
                 raise BackendBusy(f"{self.path} is open in another process") from None
             raise BackendError(f"cannot open {self.path}: {exc}") from exc
+
+    def _vector_names(self) -> set[str]:
+        import json
+
+        try:
+            return set(json.loads((self.path / "edge_config.json").read_text()).get("vectors", {}))
+        except (OSError, ValueError):
+            return set()
 
     def _vec(self, v):
         if isinstance(v, tuple):
@@ -348,6 +365,8 @@ class _EdgeTarget(_Target):
             must.append(E.HasIdCondition(set(cond.ids)))
         if cond.not_ids:
             must_not.append(E.HasIdCondition(set(cond.not_ids)))
+        if cond.has_vector is not None:
+            must.append(E.HasVectorCondition(cond.has_vector))
         return E.Filter(must=must or None, must_not=must_not or None)
 
     def upsert(self, points):
@@ -533,14 +552,23 @@ class QdrantIndex:
                 val.append(idf_of(n, df[w]) / qdrant_idf(n, df[w]))
         return (LEX_BODY if body_only else LEX), (idx, val)
 
-    def lexical(self, tokens: Sequence[str], limit: int, body_only: bool = False,
-                cond: Cond | None = None) -> dict[str, float]:
+    def _run(self, q: Q, payloads: dict[str, dict] | None, scale: float = 1.0,
+             positive: bool = False) -> dict[str, float]:
+        """One query; with `payloads`, the hits' key fields (repository, path, hash) are collected into it."""
+        if payloads is not None:
+            q.payload = list(KEY_FIELDS)
+        res = self._retry(lambda: self.target.query([q]))[0]
+        if payloads is not None:
+            payloads.update((i, p) for i, _, p in res if p is not None)
+        return {i: s * scale for i, s, _ in res if s > 0 or not positive}
+
+    def lexical(self, tokens: Sequence[str], limit: int, body_only: bool = False, cond: Cond | None = None,
+                payloads: dict[str, dict] | None = None) -> dict[str, float]:
         """BM25-like top `limit` (sg's FTS5 scores, up to avgdl at push time)."""
         using, vec = self._lexical_query(tokens, body_only)
         if not vec[0] or limit <= 0:
             return {}
-        res = self._retry(lambda: self.target.query([Q(using, vec, limit, cond or self.cond())]))[0]
-        return {i: s for i, s, _ in res if s > 0}
+        return self._run(Q(using, vec, limit, cond or self.cond()), payloads, positive=True)
 
     def lexical_of(self, tokens: Sequence[str], ids: Sequence[str], body_only: bool = False) -> dict[str, float]:
         """The same scores for exactly these points (those that match at all)."""
@@ -549,31 +577,28 @@ class QdrantIndex:
         using, vec = self._lexical_query(tokens, body_only)
         if not vec[0]:
             return {}
-        res = self._retry(lambda: self.target.query([Q(using, vec, len(ids), Cond(ids=tuple(ids)))]))[0]
-        return {i: s for i, s, _ in res if s > 0}
+        return self._run(Q(using, vec, len(ids), Cond(ids=tuple(ids))), None, positive=True)
 
-    def dense(self, space: str, vec: np.ndarray, limit: int, cond: Cond | None = None) -> dict[str, float]:
+    def dense(self, space: str, vec: np.ndarray, limit: int, cond: Cond | None = None,
+              payloads: dict[str, dict] | None = None) -> dict[str, float]:
         """Cosine top `limit` in a single-vector space (or the pooled vectors of a multi-vector one)."""
         sp = self.spaces[space]
-        res = self._retry(lambda: self.target.query([Q(sp.candidates, np.asarray(vec, np.float32), limit,
-                                                       cond or self.cond())]))[0]
-        return {i: s for i, s, _ in res}
+        return self._run(Q(sp.candidates, np.asarray(vec, np.float32), limit, cond or self.cond()), payloads)
 
     def dense_of(self, space: str, vec: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         if not ids:
             return {}
         return self.dense(space, vec, len(ids), Cond(ids=tuple(ids)))
 
-    def maxsim(self, space: str, qtok: np.ndarray, pooled: np.ndarray, limit: int,
-               cond: Cond | None = None) -> dict[str, float]:
+    def maxsim(self, space: str, qtok: np.ndarray, pooled: np.ndarray, limit: int, cond: Cond | None = None,
+               payloads: dict[str, dict] | None = None) -> dict[str, float]:
         """Candidates from the pooled vectors, reranked by exact MaxSim over token vectors in one request; the
         score divided by the query's token count, as sg's MaxSim is."""
         sp = self.spaces[space]
         cond = cond or self.cond()
         pre = Q(sp.candidates, np.asarray(pooled, np.float32), limit, cond)
-        res = self._retry(lambda: self.target.query([Q(sp.name, np.asarray(qtok, np.float32), limit, cond,
-                                                       prefetch=pre)]))[0]
-        return {i: s / max(len(qtok), 1) for i, s, _ in res}
+        return self._run(Q(sp.name, np.asarray(qtok, np.float32), limit, cond, prefetch=pre), payloads,
+                         scale=1 / max(len(qtok), 1))
 
     def payloads(self, ids: Iterable[str], fields: list[str] | None = None) -> dict[str, dict]:
         """Payloads by point id (all fields, or just `fields`)."""
