@@ -161,6 +161,10 @@ class QdrantBackend:
     # -- read side ---------------------------------------------------------------------------------------------
     @contextmanager
     def view(self, scope: Sequence[str] | None = None) -> Iterator["QdrantView"]:
+        con = self.store._con()
+        if con.in_transaction:  # inside another view on this thread: share its read
+            yield QdrantView(self, con, scope)
+            return
         with self.store.read() as con:
             yield QdrantView(self, con, scope)
 
