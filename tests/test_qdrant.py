@@ -453,3 +453,31 @@ def test_backend_view_answers_as_the_store(tmp_path, store, kind):
             assert not set(removed) & set(v.semantic(DENSE.name, q, 1000))
     finally:
         be.close()
+
+
+def test_settings_and_cli_flags(tmp_path):
+    from engine.cli import _overrides, build_parser
+    from engine.errors import ConfigError
+    from engine.settings import load_settings
+
+    for cmd in (["index", str(tmp_path)], ["search", "retry", str(tmp_path)], ["eval", "--spec", "x.json"]):
+        args = build_parser().parse_args([*cmd, "--backend", "qdrant", "--qdrant-url", "rel/dir"])
+        s = load_settings(tmp_path, _overrides(args))
+        assert s.index.backend == "qdrant" and Path(s.qdrant.url).is_absolute()
+    args = build_parser().parse_args(["search", "q", "--backend", "qdrant", "--qdrant-url", "https://q.example:6333"])
+    assert load_settings(None, _overrides(args)).qdrant.url == "https://q.example:6333"
+    (tmp_path / ".sg.toml").write_text('[index]\nbackend = "qdrant"\n[qdrant]\nurl = "edge"\napi_key_env = "K"\n')
+    s = load_settings(tmp_path)
+    assert s.qdrant.url == str((tmp_path / "edge").resolve()) and s.qdrant.api_key_env == "K"
+    with pytest.raises(ConfigError):
+        load_settings(None, {"index": {"backend": "qdrant"}})
+    with pytest.raises(ConfigError):
+        load_settings(None, {"index": {"backend": "elastic"}})
+
+
+def test_api_key_comes_from_the_named_variable(monkeypatch):
+    from engine.backends.qdrant import BackendError, open_target
+
+    monkeypatch.delenv("SG_TEST_QDRANT_KEY", raising=False)
+    with pytest.raises(BackendError, match="SG_TEST_QDRANT_KEY"):
+        open_target("http://127.0.0.1:9", "c", api_key_env="SG_TEST_QDRANT_KEY")
