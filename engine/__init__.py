@@ -13,8 +13,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Engine": "engine.search",
-    "IndexReport": "engine.search",
+    "IndexReport": "engine.indexer",
     "SearchResult": "engine.search",
+    "Backend": "engine.backend",
+    "View": "engine.backend",
+    "LocalBackend": "engine.local",
+    "render_for_embedding": "engine.embed.render",
     "Settings": "engine.settings",
     "load_settings": "engine.settings",
     "Hit": "engine.records",

@@ -18,6 +18,17 @@ from .tokenize import tokenize_path, tokenize_symbol
 # MaxSim ------------------------------------------------------------------------------------------------------------
 
 
+def unit(v: np.ndarray) -> np.ndarray:
+    """A vector scaled to length 1 (a zero vector stays zero), as float32: every pooled vector sg stores or
+    queries with."""
+    return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
+
+
+def pool(tokens: np.ndarray) -> np.ndarray:
+    """A multi-vector text's pooled vector: the unit-length mean of its (one or more) token vectors."""
+    return unit(tokens.mean(axis=0))
+
+
 def maxsim(q: np.ndarray, doc: np.ndarray) -> float:
     """Late-interaction score: sum over query tokens of the best dot product with any document token.
 

@@ -11,7 +11,7 @@ from engine import tokenize
 from engine.errors import BadQuery
 from engine.search import Engine
 from engine.settings import load_settings
-from engine.store import Store
+from engine.lexical import Lexical
 
 FILES = {
     "net/retry.py": '''
@@ -91,22 +91,23 @@ def test_index_and_lexical_search(ws: Path) -> None:
 def test_common_words_leave_bm25(tmp_path: Path, monkeypatch) -> None:
     """From PRUNE_FROM_CHUNKS chunks on, query words in more than max_token_share of the chunks are left out of
     BM25; the two rarest words always stay, and so do CJK words. Lowered here for a small corpus."""
-    import engine.search as search_mod
+    import engine.rank as rank_mod
+    from engine.rank import prune_common
 
     files = {f"m{i}.py": f"def helper_{i}(value):\n    return value + {i}\n" for i in range(30)}
     files["net/retry.py"] = "def retry_with_backoff(value):\n    return value\n"
     write(tmp_path, files)
     eng = lexical_engine(tmp_path)
     eng.index()
-    with eng.store.read() as con:
-        assert eng._prune_common(["value", "retry", "backoff"], con) == ["value", "retry", "backoff"]  # 31 chunks
-    monkeypatch.setattr(search_mod, "PRUNE_FROM_CHUNKS", 0)
-    with eng.store.read() as con:
-        assert eng.store.doc_freqs(["value", "backoff", "nosuchword"], con) == {"value": 31, "backoff": 1,
-                                                                               "nosuchword": 0}
-        assert eng._prune_common(["value", "retry", "backoff"], con) == ["retry", "backoff"]
-        assert eng._prune_common(["value", "return", "backoff"], con) == ["value", "backoff"]  # rarest two
-        assert eng._prune_common(["value", "return", "backoff", "値"], con) == ["value", "backoff", "値"]
+    share = eng.settings.search.max_token_share
+    with eng.backend.view() as v:
+        assert prune_common(["value", "retry", "backoff"], v, share) == ["value", "retry", "backoff"]  # 31 chunks
+    monkeypatch.setattr(rank_mod, "PRUNE_FROM_CHUNKS", 0)
+    with eng.backend.view() as v:
+        assert v.doc_freqs(["value", "backoff", "nosuchword"]) == {"value": 31, "backoff": 1, "nosuchword": 0}
+        assert prune_common(["value", "retry", "backoff"], v, share) == ["retry", "backoff"]
+        assert prune_common(["value", "return", "backoff"], v, share) == ["value", "backoff"]  # rarest two
+        assert prune_common(["value", "return", "backoff", "値"], v, share) == ["value", "backoff", "値"]
     assert eng.search("retry value with backoff", mode="lexical").hits[0].path == "net/retry.py"
     eng.close()
 
@@ -115,16 +116,17 @@ def test_bm25_of_given_rows_equals_fts5(ws: Path) -> None:
     """Hybrid fill-in scores chosen rows with the store's own BM25; it must be FTS5's bm25() exactly."""
     eng = lexical_engine(ws)
     eng.index()
-    con = eng.store._con()
-    assert eng.store.fts_totals(con) == (con.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0],
+    con = eng.store.connection()
+    lex = eng.backend.lexical
+    assert lex.fts_totals(con) == (con.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0],
                                          con.execute("SELECT SUM(cnt) FROM temp.chunks_vocab").fetchone()[0])
     for query, weights in (("retry with exponential backoff", (1.0, 2.0, 1.0)), ("load yaml config", (0.5, 1.0, 2.0)),
                            ("ファイルを開く", (0.0, 0.0, 1.0))):
         tokens = tokenize.tokenize_query(query)
-        top = eng.store.lexical(tokens, 50, weights)
+        top = lex.scores(tokens, 50, weights)
         assert top
         ids = list(top) + [999_999]
-        mine = eng.store._bm25_of(tokens, ids, weights, con)
+        mine = lex._bm25_of(tokens, ids, weights, con)
         assert set(mine) == set(top) and all(abs(mine[i] - top[i]) < 1e-9 * max(1, top[i]) for i in top)
     eng.close()
 
@@ -135,7 +137,7 @@ def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
     write(ws, {f"pkg/m{i}.py": f"def load_config_{i}(path):\n    return open(path).read() + '{i}'\n" for i in range(8)})
     eng = lexical_engine(ws)
     eng.index()
-    store = eng.store
+    store, lex = eng.store, eng.backend.lexical
     queries = (("retry with exponential backoff", (1.0, 2.0, 1.0)), ("load config file path", (0.5, 1.0, 2.0)),
                ("ファイルを開く", (0.0, 0.0, 1.0)), ("open read json", (1.0, 2.0, 1.0)))
 
@@ -143,17 +145,17 @@ def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
         return set(got) == set(want) and all(abs(got[i] - want[i]) < 1e-9 * max(1, want[i]) for i in want)
 
     def check() -> None:
-        con = store._con()
+        con = store.connection()
         for query, weights in queries:
             tokens = tokenize.tokenize_query(query)
-            want = Store._fts_top(tokens, 1000, weights, con)
-            assert same(store.lexical(tokens, 1000, weights, con=con), want)
-            top3 = store.lexical(tokens, 3, weights, con=con)
+            want = Lexical._fts_top(tokens, 1000, weights, con)
+            assert same(lex.scores(tokens, 1000, weights, con=con), want)
+            top3 = lex.scores(tokens, 3, weights, con=con)
             assert sorted(top3.values(), reverse=True) == pytest.approx(sorted(want.values(), reverse=True)[:3])
-            assert same(store.lexical(tokens, 0, weights, con=con, ids=list(want) + [10**9]), want)
+            assert same(lex.scores(tokens, 0, weights, con=con, ids=list(want) + [10**9]), want)
 
-    store.warm_lexical(wait=True)
-    snap = store._postings
+    eng.warm(wait=True)
+    snap = lex._postings
     assert snap is not None and len(snap) == store.counts()["chunks"]
     check()
     before = max(i for ids in _ids(eng).values() for i in ids)
@@ -163,7 +165,7 @@ def test_memory_postings_equal_fts5_through_edits(ws: Path) -> None:
     (ws / "pkg/m0.py").unlink()
     eng.update_files([last, "pkg/new.py", "pkg/m0.py"])
     assert min(_ids(eng)["pkg/new.py"] | _ids(eng)[last]) > before
-    assert store._postings is snap  # the same snapshot, now behind the store
+    assert lex._postings is snap  # the same snapshot, now behind the store
     check()
     eng.close()
 
@@ -319,8 +321,7 @@ def test_a_word_searched_before_it_is_written_is_found_once_written(tmp_path: Pa
     write(tmp_path, {"a.py": "def alpha():\n    return 'zqbxa'\n", "b.py": "def beta():\n    return 'other'\n"})
     eng = lexical_engine(tmp_path)
     eng.index()
-    eng.warm()
-    eng.store.warm_lexical(wait=True)
+    eng.warm(wait=True)
     assert eng.search("zqbxb", mode="lexical").hits == []
     write(tmp_path, {"a.py": "def alpha():\n    return 'zqbxb'\n"})
     eng.update_files(["a.py"])

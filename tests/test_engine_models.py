@@ -50,7 +50,7 @@ def test_multi_vector_space_reranks_with_maxsim(hub: Path, tmp_path: Path, monke
     q = sp.embedder.embed_queries(["retry with exponential backoff"])[0]
     top = res.hits[0]
     row = eng.store.chunks_by_id([top.chunk_id])[top.chunk_id]
-    from engine.search import render_for_embedding
+    from engine.embed.render import render_for_embedding
 
     d = sp.embedder.embed_documents([render_for_embedding(row, eng.settings.index.embed_render)])[0]
     exact = float((q @ d.T).max(axis=1).sum() / len(q))
@@ -132,7 +132,7 @@ def test_bm25_share_of_an_english_query_without_a_cjk_model(tmp_path: Path) -> N
     eng.index()
     lw = eng.settings.search.lexical_weight
     sp = next(iter(eng.spaces.values()))
-    coverage = len(sp.ann) / eng._chunk_count()  # the space's weight shrinks with the share of chunks it holds
+    coverage = len(sp.ann) / eng.store.chunk_count()  # the space's weight shrinks with the share of chunks it holds
     hits = eng.search("retry with exponential backoff", mode="hybrid", k=5).hits
     share = max(h.components.get("lexical", 0.0) for h in hits)
     assert share == pytest.approx(lw / (lw + (1 - lw) * coverage))
@@ -151,7 +151,7 @@ def _vector_rows(eng: Engine) -> int:
 def test_store_stays_bounded_under_repeated_edits(tmp_path: Path) -> None:
     """Vectors are keyed by content: each save of an edited function used to leave the old version's vector in the
     store forever (Store.gc_vectors existed, nothing called it). 300 saves must not leave 300 dead vectors."""
-    from engine.search import GC_MIN
+    from engine.indexer import GC_MIN
 
     model = tmp_path / "model"
     build_st_bert(model)

@@ -190,16 +190,15 @@ def test_codesearchnet_loader(tmp_path: Path) -> None:
 # -- mining from an index -------------------------------------------------------------------------------------------
 
 def test_mine_from_engine(ws: Path, tmp_path: Path) -> None:
-    from engine.search import render_for_embedding
-    from engine.tokenize import tokenize_query
+    from engine.embed.render import render_for_embedding
     from engine.tune.mine import MineStats, mine_pairs
 
     eng = lexical_engine(ws)
     eng.index(embed=False)
     stats = MineStats()
     cfg = MiningConfig(min_code_chars=10)
-    pairs = mine_pairs(eng.store.iter_chunks(), cfg, lambda r: render_for_embedding(r, "structured"),
-                       lexical=lambda q, n: eng.store.lexical(tokenize_query(q), n), root=ws, stats=stats)
+    pairs = mine_pairs(eng.iter_chunks(), cfg, lambda r: render_for_embedding(r, "structured"),
+                       lexical=eng.lexical_search, root=ws, stats=stats)
     eng.close()
     docs = [p for p in pairs if p.kind == "doc"]
     assert len(docs) == len(TOPICS) + 1  # every function, plus the class
@@ -220,7 +219,7 @@ def test_mine_from_engine(ws: Path, tmp_path: Path) -> None:
     assert set(json.loads(out.read_text().splitlines()[0])) >= {"query", "positive", "negatives", "path", "symbol"}
     # positive_docs: rest keeps what users' code keeps: a docstring, never the part the query came from
     eng = lexical_engine(ws)
-    rest = mine_pairs(eng.store.iter_chunks(), MiningConfig(min_code_chars=10, positive_docs="rest"),
+    rest = mine_pairs(eng.iter_chunks(), MiningConfig(min_code_chars=10, positive_docs="rest"),
                       lambda r: render_for_embedding(r, "structured"), root=ws)
     eng.close()
     by_query = {p.query: p for p in rest}

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..embed.render import render_for_embedding
 from ..errors import ConfigError, ModelError
 from ..records import Progress
 from .config import TuneConfig, load_config
@@ -99,7 +100,6 @@ def _phase_pairs(phase, local: list[Pair], style: str) -> list[Pair]:
 
 def _pool_docs(engine, style: str, exclude: set[str], limit: int, seed: int) -> list[str]:
     """Chunks rendered exactly as indexed, to rank the held-out positives against (a sample when large)."""
-    from ..search import render_for_embedding
 
     rows = [r for r in engine.iter_chunks() if r.kind in _UNIT_KINDS and f"{r.path}::{r.symbol}" not in exclude]
     rng = random.Random(seed)
@@ -116,7 +116,6 @@ def run_tune(engine, config_path: str | None = None, out_dir: str | None = None,
 
     from ..embed.registry import resolve_recipe
     from ..embed.transformer import TransformerEmbedder
-    from ..search import render_for_embedding
     from .merge import latest_finished, next_version_dir, save_merged, slug, write_card
     from .train import TrainableEncoder, evaluate_embedder, eval_pool, pick_device, train
 

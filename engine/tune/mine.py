@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from ..embed.render import render_for_embedding
 from ..score import split_identifier  # noqa: F401  (getUserName -> get, user, name; re-exported for the tests)
 from .config import MiningConfig
 
@@ -577,7 +578,6 @@ def load_codesearchnet_jsonl(path: str | Path | list, *, render_style: str = "st
     Fields: code | func_code_string, docstring | func_documentation_string, language, path, func_name.
     The docstring's first sentence is the query; the code loses its docstring (it would give the answer away).
     """
-    from ..search import render_for_embedding
 
     paths = path if isinstance(path, list) else [path]
     langs = {x.lower() for x in languages or []}
