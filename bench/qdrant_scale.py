@@ -171,7 +171,7 @@ def run_store(args) -> dict:
     for name, sp in store.spaces().items():
         codec = get_codec(sp["codec"], **({"codebook": sp["codebook"]} if sp["codec"] == "pq" else {})) \
             if sp["multi"] else None
-        routes = [r[0] for r in store._con().execute("SELECT DISTINCT route FROM chunks")]
+        routes = [r[0] for r in store.connection().execute("SELECT DISTINCT route FROM chunks")]
         spaces.append(PushSpace(SpaceSpec(name, sp["dim"], sp["multi"]), routes, codec))
     if args.backend == "hnswlib":
         sp = spaces[0]

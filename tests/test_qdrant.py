@@ -27,6 +27,7 @@ from engine.backends.qdrant import (LEX, LEX_BODY, TERMS, BackendBusy, QdrantInd
 from engine.backends.qdrant_sync import PushSpace, push  # noqa: E402
 from engine.codec import get_codec  # noqa: E402
 from engine.records import Chunk  # noqa: E402
+from engine.lexical import Lexical  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,18 +205,18 @@ def test_lexical_equals_sg_bm25(index, store):
     rows, pid, _, _ = reference(store)
     for q in ("parse config w3", "http request retry", "w10 w11 w12 tokenizer handle"):
         tokens = query_words(tokenize.tokenize_query(q))
-        want = store.lexical(tokens, 500, (1.0, 2.0, 1.0))
+        want = Lexical(store).scores(tokens, 500, (1.0, 2.0, 1.0))
         got = index.lexical(tokens, 500)
         assert set(got) == {pid[c] for c in want}
         for c, s in want.items():
             assert got[pid[c]] == pytest.approx(s, rel=1e-4, abs=1e-5)
-        body = store.lexical(tokens, 500, (0.0, 0.0, 1.0))
+        body = Lexical(store).scores(tokens, 500, (0.0, 0.0, 1.0))
         got_body = index.lexical(tokens, 500, body_only=True)
         assert {pid[c]: pytest.approx(s, rel=1e-4, abs=1e-5) for c, s in body.items()} == got_body
         some = [pid[c] for c in list(want)[:7]] + [pid[c] for c in list(rows)[:3]]
         assert index.lexical_of(tokens, some) == {i: got[i] for i in some if i in got}
     words = ["parse", "w1", "w200", "absent"]
-    assert index.doc_freqs(words) == store.doc_freqs(words)
+    assert index.doc_freqs(words) == Lexical(store).doc_freqs(words)
 
 
 def test_dense_and_maxsim_equal_numpy(index, store):
@@ -350,7 +351,7 @@ def test_kill_during_push_then_resume(tmp_path, kind):
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=60)
     assert "finished\n" not in lines, "the push ended before the kill; make the store bigger"
-    recorded = len(store._con().execute("SELECT path FROM qdrant_pushed").fetchall())
+    recorded = len(store.connection().execute("SELECT path FROM qdrant_pushed").fetchall())
     assert 0 < recorded < 60
     ix = open_index(url)
     try:
@@ -378,7 +379,7 @@ def test_real_server(tmp_path, store):
         rows, pid, dense, _ = reference(store)
         assert ix.count() == len({(r.path, r.hash) for r in rows.values()})
         tokens = query_words(tokenize.tokenize_query("parse config w3"))
-        want = store.lexical(tokens, 500, (1.0, 2.0, 1.0))
+        want = Lexical(store).scores(tokens, 500, (1.0, 2.0, 1.0))
         got = ix.lexical(tokens, 500)
         assert {pid[c]: pytest.approx(s, rel=1e-4, abs=1e-5) for c, s in want.items()} == got
         q = _unit(np.random.default_rng(5).normal(size=DENSE.dim))
@@ -417,14 +418,14 @@ def test_backend_view_answers_as_the_store(tmp_path, store, kind):
         with be.view() as v:
             assert v.chunk_count() == len(rows)
             tokens = tokenize.tokenize_query("parse config w3 handle")
-            assert v.doc_freqs(tokens) == store.doc_freqs(tokens)
-            want = store.lexical(tokens, 50, (1.0, 2.0, 1.0))
+            assert v.doc_freqs(tokens) == Lexical(store).doc_freqs(tokens)
+            want = Lexical(store).scores(tokens, 50, (1.0, 2.0, 1.0))
             got = v.lexical(tokens, 50, (1.0, 2.0, 1.0))
             assert set(got) == set(want)  # keys are the local chunk ids
             assert all(got[c] == pytest.approx(s, rel=1e-4, abs=1e-5) for c, s in want.items())
             some = list(rows)[:20]
             fill = v.lexical(tokens, 0, (1.0, 2.0, 1.0), keys=some)
-            assert fill == pytest.approx(store.lexical(tokens, 0, (1.0, 2.0, 1.0), ids=some), rel=1e-4, abs=1e-5)
+            assert fill == pytest.approx(Lexical(store).scores(tokens, 0, (1.0, 2.0, 1.0), ids=some), rel=1e-4, abs=1e-5)
             q = _unit(np.random.default_rng(9).normal(size=DENSE.dim))
             sem = v.semantic(DENSE.name, q, 10)
             cid = {p: c for c, p in pid.items()}

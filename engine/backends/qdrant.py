@@ -498,11 +498,13 @@ class QdrantIndex:
                 progress(done)
         return done
 
-    def existing(self, ids: list[str]) -> set[str]:
+    def existing(self, ids: list[str], spaces: str | None = None) -> set[str]:
+        """The ids already in the collection (with `spaces`: pushed with those spaces' vectors)."""
         out: set[str] = set()
         for start in range(0, len(ids), 512):
             part = ids[start:start + 512]
-            out |= set(self._retry(lambda: self.target.retrieve(part, ["repository"])))
+            got = self._retry(lambda: self.target.retrieve(part, ["spaces"]))
+            out |= {i for i, p in got.items() if spaces is None or (p or {}).get("spaces") == spaces}
         return out
 
     def delete_file(self, path: str, keep: Iterable[str] = (), repository: str | None = None) -> None:

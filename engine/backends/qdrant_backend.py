@@ -47,7 +47,7 @@ class QdrantBackend:
 
     def __init__(self, store: Store, url: str, collection: str = "sg", *, repository: str, api_key_env: str = "",
                  all_repositories: bool = False, exact: bool = False, hnsw_ef: int = 128,
-                 hnsw: tuple[int, int] = (16, 200), log: Callable[[str], None] | None = None):
+                 hnsw: tuple[int, int] = (16, 200), models: bool = True, log: Callable[[str], None] | None = None):
         self.store, self.url, self.collection = store, url, collection
         self.repository, self.api_key_env, self.all_repositories = repository, api_key_env, all_repositories
         self.exact, self.hnsw_ef, self.hnsw = exact, hnsw_ef, hnsw
@@ -56,6 +56,9 @@ class QdrantBackend:
         self.spaces: dict[str, PushSpace] = {}
         self._index: QdrantIndex | None = None
         self._lock = threading.RLock()
+        # With models on, chunks wait for open_spaces (the models' spaces) before they are pushed, so that a
+        # point travels once with its vectors rather than twice; deletions go at once either way.
+        self._ready = not models
 
     @property
     def index(self) -> QdrantIndex:
@@ -84,7 +87,7 @@ class QdrantBackend:
 
     def _paths_of(self, sql: str, args: Sequence[Any]) -> set[str]:
         out: set[str] = set()
-        con = self.store._con()
+        con = self.store.connection()
         args = list(args)
         for start in range(0, len(args), 500):
             part = args[start:start + 500]
@@ -104,6 +107,7 @@ class QdrantBackend:
                 self._open([p.spec for p in new.values()])
             else:
                 self.spaces = new  # codecs may have arrived (a product-quantisation codebook trained)
+            self._ready = True
             self._push()
 
     def drop_space(self, name: str) -> None:
@@ -117,11 +121,17 @@ class QdrantBackend:
         if removed:
             done = pushed(self.store, self.target_key)
             files = self.store.files()
-            only |= {p for p, h in done.items() if p not in files or not h.startswith(files[p].hash + ":")}
+            gone = {p for p in done if p not in files}
+            only |= gone if not self._ready else \
+                gone | {p for p, h in done.items() if p in files and not h.startswith(files[p].hash + ":")}
+        elif not self._ready:
+            only = set()
         if only:
             self._push(only)
 
     def vectors_added(self, space: str, hashes: Sequence[str]) -> None:
+        if not self._ready:
+            return
         only = self._paths_of("SELECT DISTINCT f.path FROM chunks c JOIN files f ON f.id = c.file_id "
                               "WHERE c.hash IN ({marks})", list(hashes))
         if only:
@@ -142,15 +152,15 @@ class QdrantBackend:
         behind = [p for p, f in files.items() if not done.get(p, "").startswith(f.hash + ":")]
         if behind:
             problems.append(f"qdrant: {len(behind)} files not pushed yet (e.g. {behind[0]})")
-        want = self.store._con().execute("SELECT COUNT(*) FROM (SELECT DISTINCT c.file_id, c.hash FROM chunks c)"
+        want = self.store.connection().execute("SELECT COUNT(*) FROM (SELECT DISTINCT c.file_id, c.hash FROM chunks c)"
                                          ).fetchone()[0]
         have = self.index.count(Cond(repository=self.repository))
         if not behind and want != have:
             problems.append(f"qdrant: the collection holds {have} chunks of {self.repository}, the store {want}")
         return problems
 
-    def warm(self) -> None:
-        pass
+    def warm(self, wait: bool = False) -> None:
+        pass  # Qdrant keeps its own indexes warm
 
     def close(self) -> None:
         with self._lock:
@@ -161,7 +171,7 @@ class QdrantBackend:
     # -- read side ---------------------------------------------------------------------------------------------
     @contextmanager
     def view(self, scope: Sequence[str] | None = None) -> Iterator["QdrantView"]:
-        con = self.store._con()
+        con = self.store.connection()
         if con.in_transaction:  # inside another view on this thread: share its read
             yield QdrantView(self, con, scope)
             return

@@ -44,22 +44,39 @@ class PushReport:
 
 
 def pushed(store: Store, target: str) -> dict[str, str]:
-    """What this store has pushed to `target`: path -> file hash."""
+    """What this store has pushed to `target`: path -> "file hash:chunker fingerprint:spaces"."""
     with store.write() as con:
         con.execute(_TABLE)
-    rows = store._con().execute("SELECT path, file_hash FROM qdrant_pushed WHERE target = ?", (target,))
+    rows = store.connection().execute("SELECT path, file_hash FROM qdrant_pushed WHERE target = ?", (target,))
     return dict(rows.fetchall())
 
 
 def _lexical_cols(store: Store, ids: list[int]) -> dict[int, tuple[str, str, str]]:
     out = {}
-    con = store._con()
+    con = store.connection()
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
         for rowid, *cols in con.execute(f"SELECT rowid, path, symbol, body FROM chunks_fts WHERE rowid IN "
                                         f"({','.join('?' * len(part))})", part):
             out[rowid] = tuple(cols)
     return out
+
+
+def spaces_signature(spaces: Sequence[PushSpace]) -> str:
+    """Which spaces a point was pushed with: a point pushed before a model loaded must be pushed again."""
+    return hashlib.blake2b(",".join(sorted(p.spec.name for p in spaces)).encode(), digest_size=4).hexdigest()
+
+
+def avg_length(store: Store) -> float:
+    """The average chunk length in words over all columns, as FTS5's bm25() uses it."""
+    con = store.connection()
+    row = con.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+    from ..lexical import _varints
+
+    values = _varints(row[0]) if row and row[0] else []
+    if len(values) >= 4 and values[0]:
+        return sum(values[1:4]) / values[0]
+    return 1.0
 
 
 def build_points(store: Store, rows: list[ChunkRow], spaces: Sequence[PushSpace], repository: str,
@@ -99,7 +116,7 @@ def build_points(store: Store, rows: list[ChunkRow], spaces: Sequence[PushSpace]
         points[pid] = ChunkPoint(pid, {
             "repository": repository, "path": r.path, "symbol": r.symbol, "kind": r.kind, "language": r.language,
             "start_line": r.start_line, "end_line": r.end_line, "start_col": r.start_col, "end_col": r.end_col,
-            "route": r.route, "hash": r.hash, "text": r.text}, vectors)
+            "route": r.route, "hash": r.hash, "text": r.text, "spaces": spaces_signature(spaces)}, vectors)
     return list(points.values()), complete  # a chunk repeated verbatim in one file is one point
 
 
@@ -120,12 +137,13 @@ def push(store: Store, index: QdrantIndex, target: str, spaces: Sequence[PushSpa
         with store.write() as con:
             con.execute("DELETE FROM qdrant_pushed WHERE target = ? AND path = ?", (target, p))
     report.deleted_files = len(gone)
-    # the record holds the file hash and the chunker's fingerprint: a new chunker re-chunks unchanged files
+    # the record holds the file hash, the chunker's fingerprint (a new chunker re-chunks unchanged files) and
+    # the spaces pushed (a model that loads later adds vectors to every point)
     fp = hashlib.blake2b((store.get_meta("lexical") or "").encode(), digest_size=4).hexdigest()
-    version = {p: f"{f.hash}:{fp}" for p, f in files.items()}
+    sig = spaces_signature(spaces)
+    version = {p: f"{f.hash}:{fp}:{sig}" for p, f in files.items()}
     todo = sorted(p for p in files if done.get(p) != version[p])
-    rows_n, tokens_n = store.fts_totals()
-    avgdl = tokens_n / rows_n if rows_n else 1.0
+    avgdl = avg_length(store)
     for start in range(0, len(todo), files_per_batch):
         if cancel is not None and cancel.is_set():
             report.cancelled = True
@@ -142,7 +160,7 @@ def push(store: Store, index: QdrantIndex, target: str, spaces: Sequence[PushSpa
                 continue
             ready.append((p, fhash, [q.id for q in pts]))
             points += pts
-        have = index.existing([q.id for q in points])
+        have = index.existing([q.id for q in points], sig)
         new = [q for q in points if q.id not in have]
         index.upsert(new)
         for p, _, keep in ready:
