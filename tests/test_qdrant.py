@@ -482,3 +482,29 @@ def test_api_key_comes_from_the_named_variable(monkeypatch):
     monkeypatch.delenv("SG_TEST_QDRANT_KEY", raising=False)
     with pytest.raises(BackendError, match="SG_TEST_QDRANT_KEY"):
         open_target("http://127.0.0.1:9", "c", api_key_env="SG_TEST_QDRANT_KEY")
+
+
+def test_cli_says_in_one_line_that_the_directory_is_held(tmp_path):
+    """A second sg process on an embedded directory exits at once with one line (before any model loads)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.py").write_text("def f():\n    return 1\n")
+    url = str(tmp_path / "edge")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(REPO), url=url).replace(
+        '"sg_test"', '"sg"')], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        res = subprocess.run([sys.executable, "-m", "engine.cli", "search", "f", str(ws), "--backend", "qdrant",
+                              "--qdrant-url", url, "--no-models"], capture_output=True, text=True, timeout=120,
+                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert res.returncode == 2
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "open in another sg process" in lines[0], res.stderr
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    res = subprocess.run([sys.executable, "-m", "engine.cli", "search", "f", str(ws), "--backend", "qdrant",
+                          "--qdrant-url", url, "--no-models", "--json"], capture_output=True, text=True, timeout=120,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr
+    assert "a.py" in res.stdout

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..store import ChunkRow, Store
 from ..postings import fts_words
-from .qdrant import Cond, QdrantIndex, SpaceSpec, glob_prefixes, point_id
+from .qdrant import Cond, QdrantIndex, SpaceSpec, glob_prefixes, open_target, point_id
 from .qdrant_sync import PushSpace, push, pushed
 
 
@@ -56,6 +56,9 @@ class QdrantBackend:
         self.spaces: dict[str, PushSpace] = {}
         self._index: QdrantIndex | None = None
         self._lock = threading.RLock()
+        # the target now: an embedded directory held by another process fails here, in one line, before any
+        # model loads; the collection itself is opened (created) on first use
+        self._target = open_target(url, collection, api_key_env=api_key_env, exact=exact, hnsw_ef=hnsw_ef)
         # With models on, chunks wait for open_spaces (the models' spaces) before they are pushed, so that a
         # point travels once with its vectors rather than twice; deletions go at once either way.
         self._ready = not models
@@ -71,12 +74,11 @@ class QdrantBackend:
 
     # -- plumbing ----------------------------------------------------------------------------------------------
     def _open(self, specs: list[SpaceSpec]) -> None:
-        if self._index is not None:
-            self._index.close()
-            self._index = None
-        self._index = QdrantIndex.open(self.url, self.collection, specs, api_key_env=self.api_key_env,
-                                      repository=self.repository, exact=self.exact, hnsw_ef=self.hnsw_ef,
-                                      hnsw=(*self.hnsw, 10_000))
+        if self._index is not None and hasattr(self._target, "shard") and self._target.shard is not None:
+            self._target.shard.flush()  # the embedded engine re-reads its config to add the new spaces
+            self._target.shard.close()
+            self._target.shard = None
+        self._index = QdrantIndex(self._target, specs, repository=self.repository, hnsw=(*self.hnsw, 10_000))
 
     def _push(self, only: set[str] | None = None) -> None:
         with self._lock:
@@ -167,6 +169,8 @@ class QdrantBackend:
             if self._index is not None:
                 self._index.close()
                 self._index = None
+            else:
+                self._target.close()
 
     # -- read side ---------------------------------------------------------------------------------------------
     @contextmanager
