@@ -18,6 +18,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,6 +151,7 @@ def run_edge(args) -> dict:
     if lat_ms:
         out["maxsim_prefetch100"] = pct(lat_ms)
     ix.close()
+    shutil.rmtree(directory, ignore_errors=True)
     return out
 
 
@@ -224,7 +226,7 @@ def main() -> int:
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(out))
         return 0
-    results = {"cpu": cpu_flags(), "n": args.n, "dim": args.dim, "multi": args.multi, "store": args.store,
+    results = {"cpu": cpu_flags(), "load_average": os.getloadavg(), "n": args.n, "dim": args.dim, "multi": args.multi, "store": args.store,
                "backends": []}
     print(f"CPU: {results['cpu']}", flush=True)
     for backend in ("hnswlib", "edge"):
