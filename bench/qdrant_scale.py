@@ -98,7 +98,14 @@ def run_hnswlib(args) -> dict:
 
 
 def run_edge(args) -> dict:
-    from engine.backends.qdrant import ChunkPoint, QdrantIndex, SpaceSpec, sparse_doc, point_id, query_words
+    from engine.backends.qdrant import (
+        ChunkPoint,
+        QdrantIndex,
+        SpaceSpec,
+        point_id,
+        query_words,
+        sparse_doc,
+    )
 
     vecs = synthetic(args.n, args.dim)
     words = synthetic_words(args.n)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -22,12 +21,21 @@ qdrant_edge = pytest.importorskip("qdrant_edge", reason="qdrant-edge-py not inst
 
 from engine import tokenize  # noqa: E402
 from engine.ann import AnnIndex  # noqa: E402
-from engine.backends.qdrant import (LEX, LEX_BODY, TERMS, BackendBusy, QdrantIndex, SpaceSpec,  # noqa: E402
-                                    glob_prefixes, point_id, query_words)
+from engine.backends.qdrant import (  # noqa: E402
+    LEX,
+    LEX_BODY,
+    TERMS,
+    BackendBusy,
+    QdrantIndex,
+    SpaceSpec,
+    glob_prefixes,
+    point_id,
+    query_words,
+)
 from engine.backends.qdrant_sync import PushSpace, push  # noqa: E402
 from engine.codec import get_codec  # noqa: E402
-from engine.records import Chunk  # noqa: E402
 from engine.lexical import Lexical  # noqa: E402
+from engine.records import Chunk  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import SgError
-from ..postings import B, K1, fts_words, idf_of, row_counts
+from ..postings import K1, B, fts_words, idf_of, row_counts
 
 NAMESPACE = uuid.UUID("6f1c3a52-52d5-4c5e-9a4e-9f0d2f1b7a10")  # sg's uuid5 namespace for point ids
 LEX, LEX_BODY, TERMS = "lex", "lex_body", "terms"
@@ -492,7 +492,7 @@ class QdrantIndex:
         done = 0
         for start in range(0, len(points), self.batch):
             part = points[start:start + self.batch]
-            self._retry(lambda: self.target.upsert(part))
+            self._retry(lambda part=part: self.target.upsert(part))
             done += len(part)
             if progress:
                 progress(done)
@@ -503,7 +503,7 @@ class QdrantIndex:
         out: set[str] = set()
         for start in range(0, len(ids), 512):
             part = ids[start:start + 512]
-            got = self._retry(lambda: self.target.retrieve(part, ["spaces"]))
+            got = self._retry(lambda part=part: self.target.retrieve(part, ["spaces"]))
             out |= {i for i, p in got.items() if spaces is None or (p or {}).get("spaces") == spaces}
         return out
 
@@ -608,7 +608,7 @@ class QdrantIndex:
         out: dict[str, dict] = {}
         for start in range(0, len(ids), 512):
             part = ids[start:start + 512]
-            out.update(self._retry(lambda: self.target.retrieve(part, fields)))
+            out.update(self._retry(lambda part=part: self.target.retrieve(part, fields)))
         return out
 
     def stats(self) -> dict[str, Any]:

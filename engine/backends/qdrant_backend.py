@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..store import ChunkRow, Store
 from ..postings import fts_words
+from ..store import Store
 from .qdrant import Cond, QdrantIndex, SpaceSpec, glob_prefixes, open_target, point_id
 from .qdrant_sync import PushSpace, push, pushed
 
