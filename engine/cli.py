@@ -27,6 +27,11 @@ def _overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "index_dir", None):
         index["index_dir"] = str(Path(args.index_dir).expanduser().resolve())
     out = {}
+    if getattr(args, "backend", None):  # the Qdrant backend (docs/qdrant.md)
+        index["backend"] = args.backend
+    if getattr(args, "qdrant_url", None):
+        url = args.qdrant_url
+        out["qdrant"] = {"url": url if "://" in url else str(Path(url).expanduser().resolve())}
     if models:
         out["models"] = models
     if index:
@@ -307,6 +312,9 @@ def _common(p: argparse.ArgumentParser, models: bool = True) -> None:
         p.add_argument("--trust-remote-code", action="store_true",
                        help="allow models that run their own code (Jina); only for models you trust")
         p.add_argument("--no-models", action="store_true", help="lexical search only")
+    p.add_argument("--backend", choices=("local", "qdrant"), help="index backend (default: index.backend, local)")
+    p.add_argument("--qdrant-url", metavar="URL|DIR", help="Qdrant server/cluster URL, or a directory for the "
+                   "embedded engine (with --backend qdrant)")
 
 
 def _positive(text: str) -> int:

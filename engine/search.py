@@ -18,7 +18,7 @@ from .embed.base import ROUTES, Embedder, ModelReport
 from .embed.render import render_for_embedding  # noqa: F401  (re-export: bench/speed.py, codecs.py, int8_encoder.py, tools/public_recipe.py)
 from .errors import BadQuery, ModelError, SgError
 from .indexer import IndexReport, Indexer
-from .local import LocalBackend
+from .backends import make_backend
 from .multi import scope_patterns
 from .rank import Query, Ranker
 from .records import MODES, ChunkInfo, Hit, Progress, Skip
@@ -60,7 +60,7 @@ class Engine:
         index_dir = Path(self.settings.index.index_dir or self.root / ".sg")
         self.index_dir = index_dir if index_dir.is_absolute() else self.root / index_dir
         self.store = Store(self.index_dir / "index.sqlite")
-        self.backend = LocalBackend(self.store, self.index_dir, self.settings.index)
+        self.backend = make_backend(self.store, self.index_dir, self.settings, self.root, self.log)  # sg-qdrant
         self._writer = threading.RLock()
         self._indexer = Indexer(self.root, self.index_dir, self.settings.index, self.settings.models.enabled,
                                 self.store, self.backend, lambda: self.spaces, self._ensure_models, self._drop_space)

@@ -53,6 +53,7 @@ class IndexSettings:
     hnsw_ef_search: int = 128
     token_codec: str = "int8"  # fp32 | fp16 | int8 | pq
     embed_render: str = "structured"  # structured (path + symbol words, then code) | raw
+    backend: str = "local"  # local (SQLite + hnswlib) | qdrant (see [qdrant] and docs/qdrant.md)
 
 
 @dataclass
@@ -70,11 +71,25 @@ class SearchSettings:
     max_results: int = 200
 
 
+# -- Qdrant backend (sg-qdrant; engine/backends/qdrant*.py, docs/qdrant.md) -------------------------------------
+@dataclass
+class QdrantSettings:
+    url: str = ""  # http(s)://host:6333 (a server or cluster) or a directory (the embedded engine)
+    collection: str = "sg"
+    api_key_env: str = ""  # the NAME of the environment variable holding the API key; never the key itself
+    repository: str = ""  # this workspace's name in a shared collection; "" = the workspace folder's name
+    all_repositories: bool = False  # search every repository in the collection, not just this one
+    exact: bool = False  # exact vector search instead of HNSW (small collections, checks)
+    hnsw_ef: int = 128
+# -- end Qdrant backend ---------------------------------------------------------------------------------------
+
+
 @dataclass
 class Settings:
     models: ModelSettings = field(default_factory=ModelSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    qdrant: QdrantSettings = field(default_factory=QdrantSettings)
 
     def validate(self) -> "Settings":
         if self.search.mode not in MODES:
@@ -99,6 +114,10 @@ class Settings:
             raise ConfigError("index.max_chunks_per_file must be between 1 and 100000")
         if self.index.window_overlap >= self.index.window_lines:
             raise ConfigError("index.window_overlap must be smaller than index.window_lines")
+        if self.index.backend not in ("local", "qdrant"):
+            raise ConfigError(f"index.backend must be local or qdrant, not {self.index.backend!r}")
+        if self.index.backend == "qdrant" and not self.qdrant.url:
+            raise ConfigError("index.backend = \"qdrant\" needs qdrant.url (an http(s):// URL or a directory)")
         return self
 
 
@@ -197,7 +216,8 @@ def load_settings(workspace: str | Path | None = None, overrides: dict[str, Any]
         for leaf in _leaves(layer):
             trial = dataclasses.replace(settings, models=dataclasses.replace(settings.models),
                                         index=dataclasses.replace(settings.index),
-                                        search=dataclasses.replace(settings.search))
+                                        search=dataclasses.replace(settings.search),
+                                        qdrant=dataclasses.replace(settings.qdrant))
             merge_into(trial, leaf, "", [])
             try:
                 settings = trial.validate()
@@ -227,3 +247,7 @@ def _resolve_paths(settings: Settings, workspace: str | Path | None) -> None:
         value = getattr(obj, name)
         if value and not Path(value).expanduser().is_absolute():
             setattr(obj, name, str((base / Path(value).expanduser()).resolve()))
+    url = settings.qdrant.url  # a directory for the embedded Qdrant engine, not a server URL
+    if url and "://" not in url and url != ":memory:" and not url.startswith("local:") \
+            and not Path(url).expanduser().is_absolute():
+        settings.qdrant.url = str((base / Path(url).expanduser()).resolve())
