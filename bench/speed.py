@@ -11,6 +11,7 @@ Writes bench/results/speed-<name>.json.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import json
 import resource
 import statistics
@@ -98,7 +99,7 @@ def main() -> int:
 
     db = sum(f.stat().st_size for f in index_dir.glob("index.sqlite*"))
     ann = sum(f.stat().st_size for f in index_dir.glob("*.hnsw*"))
-    con = eng.store._con()
+    con = sqlite3.connect(f"file:{eng.status()['index']}?mode=ro", uri=True)  # the bench reads sizes directly
     vec_bytes = con.execute("SELECT COALESCE(SUM(LENGTH(vec)), 0) + COALESCE(SUM(LENGTH(tokens)), 0) "
                             "FROM vectors").fetchone()[0]
     tokens = 0

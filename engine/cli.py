@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import SgError
-from .settings import Settings, load_settings
+from engine import Settings, SgError, load_settings
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -77,7 +76,7 @@ def _stderr_console():
 
 
 def _open_engine(args: argparse.Namespace, root: Path):
-    from .search import Engine
+    from engine import Engine
 
     notes_seen: set[str] = set()
 
@@ -141,7 +140,7 @@ def _print_hits(res, explain: bool) -> None:
 
     con = Console(highlight=False)
     if explain:
-        from .route import explain_route
+        from engine import explain_route
 
         con.print(f"[dim]route: {escape(explain_route(res.route))}; models: "
                   f"{escape(', '.join(f'{k}={v}' for k, v in res.models.items()))}[/dim]")
@@ -160,7 +159,7 @@ def _print_hits(res, explain: bool) -> None:
 def _print_plain(res, explain: bool) -> None:
     out = []
     if explain:
-        from .route import explain_route
+        from engine import explain_route
 
         out.append(f"route: {explain_route(res.route)}; models: "
                    f"{', '.join(f'{k}={v}' for k, v in res.models.items())}")
@@ -257,7 +256,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval import run_eval
+    from engine import run_eval
 
     settings = _settings(args, None)
     with _progress(_show_progress(args)) as cb:
@@ -282,7 +281,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     try:
-        from .tune import run_tune
+        from engine import run_tune
     except ImportError as exc:
         raise SgError(f"local tuning is not available in this build ({exc})") from None
     root = Path(args.path)
@@ -391,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["models", "pull"]:  # `sg models pull ID`: the one online step, all in engine/embed/pull.py
-        from .embed import pull
-        return pull.main(argv[2:])
+        from engine import pull_main
+        return pull_main(argv[2:])
     args = build_parser().parse_args(argv)
     folder = getattr(args, "root", None) or getattr(args, "path", None)
     if folder is not None and not Path(folder).is_dir():

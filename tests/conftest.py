@@ -1,4 +1,7 @@
-"""Shared fixtures: paths to the shared bench data (skipping with a reason when absent) and thread limits."""
+"""Shared fixtures (the shared bench data, skipping with a reason when absent; dropping root for EACCES tests) and the
+test tiers: tests/unit (pure pieces, seconds), tests/integration (the engine with tiny or real models, the CLI),
+tests/e2e (real server processes, editors). Each test is marked with its tier; e2e and the model-heavy
+integration modules are also `slow`, so `pytest -m "not slow"` is the fast loop."""
 
 from __future__ import annotations
 
@@ -42,6 +45,20 @@ def unprivileged():
         finally:
             os.seteuid(0)
     return drop
+
+
+TIERS = ("unit", "integration", "e2e")
+SLOW_MODULES = {"test_ann_exact", "test_engine_models", "test_embed", "test_tune", "test_onnx", "test_pylate", "test_pull", "test_qdrant"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        tier = path.parent.name
+        if tier in TIERS:
+            item.add_marker(tier)
+        if tier == "e2e" or path.stem in SLOW_MODULES:
+            item.add_marker("slow")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1] / "tests"))
+sys.path.insert(0, str(HERE.parents[1]))
 from rellib import REPO, marker  # noqa: E402
-from test_reliability import SECRET, bad_workspace, lexical_engine  # noqa: E402
+from tests.support.workspaces import SECRET, bad_workspace, lexical_engine  # noqa: E402
 
 
 def main() -> int:
@@ -69,7 +69,7 @@ def main() -> int:
             stop.set()
             t.join()
         eng.index()
-        chunks = list(eng.store.iter_chunks())
+        chunks = list(eng.iter_chunks())
         skips = {s.path: s for s in eng.skipped()}
         indexed = {c.path for c in chunks}
         outcomes = {}

@@ -297,3 +297,6 @@ def _next_step(repo_id: str, revision: str, path: Path, settings) -> str:
                "`sg models` shows it and the next `sg index` embeds with it"
     return f"to use it, set models.code = \"{repo_id}\" (or models.prose) in .sg.toml; " \
            "then `sg models` shows it and the next `sg index` embeds with it"
+
+
+pull_main = main  # the name engine exports for `sg models pull`

@@ -16,7 +16,7 @@ from engine.discover import read_text, walk
 from engine.records import Chunk, FileEntry
 from engine.settings import IndexSettings
 
-BENCH = Path(__file__).parents[1] / ".." / "shared" / "bench"
+BENCH = Path(__file__).parents[2] / ".." / "shared" / "bench"
 KINDS = {"function", "method", "class", "section", "page", "window", "module"}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VSCODE = REPO / "editors" / "vscode"
 NVIM_PLUGIN = REPO / "editors" / "nvim"
 SERVER_CMD = [sys.executable, "-m", "sg_lsp", "--stdio"]

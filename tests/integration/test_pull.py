@@ -20,7 +20,7 @@ from engine import cli
 from engine.embed import files, pull
 from engine.errors import ModelError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "pylate" / "bert"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pylate" / "bert"
 OK_ID = "sg-test/tiny-colbert"
 NC_ID = "sg-test/nc-colbert"
 BIG = "model.safetensors"

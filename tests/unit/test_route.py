@@ -13,7 +13,7 @@ from engine.embed.base import ROUTES
 from engine.route import (CJK_CODE_SHARE, CJK_PROSE_SHARE, CJK_QUERY_SHARE, cjk_share, code_score, explain_route,
                           restrict, route_chunk, route_query)
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench"
 
 # (text, language, expected route)
 CHUNKS = [

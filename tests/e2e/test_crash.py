@@ -30,7 +30,7 @@ def corpus(bench: Path, dest: Path, n: int) -> Path:
 
 
 def sg_index(root: Path, index_dir: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.Popen([sys.executable, "-m", "engine.cli", "index", str(root), "--index-dir", str(index_dir),
                              "-q", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 

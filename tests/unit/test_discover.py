@@ -15,7 +15,7 @@ from engine.errors import BadQuery
 from engine.records import SKIP_REASONS, FileEntry, Skip
 from engine.settings import IndexSettings
 
-BENCH = Path(__file__).parents[1] / ".." / "shared" / "bench"
+BENCH = Path(__file__).parents[2] / ".." / "shared" / "bench"
 
 
 def make(root: Path, files: dict[str, str | bytes]) -> Path:

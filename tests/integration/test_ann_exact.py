@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BLOCK = "import sys; sys.modules['hnswlib'] = None\n"  # makes `import hnswlib` raise ImportError
 
 
@@ -31,8 +31,8 @@ def test_ann_suite_passes_on_exact_search():
     out = _run("import pytest\n"
                "from engine import ann\n"
                "assert ann.BACKEND == 'numpy-exact' and ann.hnswlib is None\n"
-               "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/test_ann.py', '--deselect',"
-               " 'tests/test_ann.py::test_weak_parameters_do_lose_recall_so_the_data_is_not_trivial']))")
+               "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/unit/test_ann.py', '--deselect',"
+               " 'tests/unit/test_ann.py::test_weak_parameters_do_lose_recall_so_the_data_is_not_trivial']))")
     assert " passed" in out.stdout and "failed" not in out.stdout
 
 
@@ -54,7 +54,7 @@ def test_exact_index_files_are_not_read_as_hnswlib(tmp_path):
 def test_search_path_without_hnswlib(tmp_path):
     """Index and search a small corpus through Engine with hnswlib unimportable: same hits as with hnswlib."""
     pytest.importorskip("torch")
-    from tests.test_embed import TEXTS, build_st_bert
+    from tests.support.models import TEXTS, build_st_bert
 
     model = build_st_bert(tmp_path / "st", max_seq_length=32)
     corpus = tmp_path / "corpus"

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -18,9 +16,9 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol import JsonRPCResponseMessage
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench" / "reliability"))
-from rellib import SERVER, Raw  # noqa: E402  (the raw JSON-RPC client the reliability benches use)
+ROOT = Path(__file__).resolve().parents[2]
+from tests.support import eventually  # noqa: E402
+from bench.reliability.rellib import SERVER, Raw  # noqa: E402  (the raw JSON-RPC client the reliability benches use)
 LEXICAL = {"models": {"enabled": False}}
 pytestmark = pytest.mark.timeout(120)
 
@@ -148,20 +146,6 @@ async def stop(client: LanguageClient) -> None:
 
 async def request(client: LanguageClient, method: str, params: Any = None, msg_id: Any = None) -> Any:
     return await asyncio.wait_for(client.protocol.send_request_async(method, params, msg_id=msg_id), 30)
-
-
-async def eventually(get: Callable[[], Any], ok: Callable[[Any], Any] = bool, timeout: float = 10.0,
-                     interval: float = 0.05) -> Any:
-    """Poll `get()` (a value or an awaitable) until `ok(value)`; return that value, or fail with the last one."""
-    end = time.monotonic() + timeout
-    while True:
-        value = get()
-        if inspect.isawaitable(value):
-            value = await value
-        if ok(value):
-            return value
-        assert time.monotonic() < end, f"not within {timeout}s: {value}"
-        await asyncio.sleep(interval)
 
 
 def status_of(client: LanguageClient) -> Callable[[], Any]:
@@ -670,7 +654,7 @@ async def test_tune_request(tmp_path: Path):
 @pytest.mark.asyncio
 async def test_tune_switches_the_workspace_to_the_tuned_model(tmp_path: Path):
     pytest.importorskip("peft")
-    from test_tune import build_tiny_model, tiny_config, toy_files
+    from tests.support.tuning import build_tiny_model, tiny_config, toy_files
 
     root = tmp_path / "toyproj"
     for rel, text in toy_files().items():

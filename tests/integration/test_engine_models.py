@@ -15,8 +15,8 @@ from engine.embed import load_embedders
 from engine.eval import run_eval
 from engine.search import Engine
 from engine.settings import load_settings
-from test_embed import _hub_snapshot, build_st_bert, build_xtr
-from test_engine import FILES, write
+from tests.support.corpus import FILES, write
+from tests.support.models import build_st_bert, build_xtr, hub_snapshot
 
 torch.set_num_threads(1)
 
@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("hub")
-    build_xtr(_hub_snapshot(cache, "google/xtr-base-en"))
+    build_xtr(hub_snapshot(cache, "google/xtr-base-en"))
     return cache
 
 

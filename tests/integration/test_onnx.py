@@ -24,10 +24,10 @@ from engine.embed.precision import Choice, choose, cpu_class  # noqa: E402
 from engine.embed.registry import resolve_recipe  # noqa: E402
 from engine.embed.transformer import TransformerEmbedder  # noqa: E402
 from engine.settings import ModelSettings, load_settings  # noqa: E402
-from tests.test_embed import TEXTS, build_colbert, build_st_bert  # noqa: E402
+from tests.support.models import TEXTS, build_colbert, build_st_bert  # noqa: E402
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO.parent / "shared" / "bench"
 
 

@@ -20,7 +20,7 @@ from engine.embed import pylate
 from engine.embed.registry import load_embedders, resolve_recipe
 from engine.settings import ModelSettings
 
-FIXTURES = Path(__file__).parent / "fixtures" / "pylate"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pylate"
 NAMES = ("bert", "bert_plain", "modernbert", "stanford")
 TOLERANCE = 1e-5
 
@@ -89,7 +89,7 @@ def test_sg_search_through_maxsim(tmp_path: Path) -> None:
     (ws / "retry.py").write_text("def retry(request):\n    # exponential backoff when the server returns 503\n"
                                  "    return request\n")
     (ws / "notes.md").write_text("# Notes\n\nThe quick brown fox jumps over the lazy dog.\n")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     base = [sys.executable, "-m", "engine.cli"]
     model = ["--model-path", str(FIXTURES / "bert")]

@@ -15,7 +15,7 @@ from tools.public_recipe import (ALLOWED_LICENSES, EVAL_LIBRARIES, PackageRecord
                                  normalize_name, skip_member, write_data_card)
 from engine.tune.mine import Pair
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "train_public_code.yaml"
 
 # -- the shipped package list --------------------------------------------------------------------------------

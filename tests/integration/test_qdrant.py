@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -37,19 +36,11 @@ from engine.codec import get_codec  # noqa: E402
 from engine.lexical import Lexical  # noqa: E402
 from engine.records import Chunk  # noqa: E402
 from engine.store import Store  # noqa: E402
+from tests.support import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DENSE, MULTI = SpaceSpec("dense-t", 16, False), SpaceSpec("multi-t", 8, True)
 VOCAB = [f"w{i}" for i in range(300)] + ["parse", "config", "http", "request", "tokenizer", "retry"]
-
-
-def eventually(get, ok=bool, timeout: float = 30.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = get()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -351,11 +342,11 @@ print("finished", flush=True)
 def test_kill_during_push_then_resume(tmp_path, kind):
     store = make_store(tmp_path / "index.sqlite", n_files=60)
     url = str(tmp_path / "edge") if kind == "edge" else f"local:{tmp_path / 'local'}"
-    script = PUSHER.format(repo=str(REPO), tests=str(REPO / "tests"), store=str(store.path), url=url)
+    script = PUSHER.format(repo=str(REPO), tests=str(Path(__file__).resolve().parent), store=str(store.path), url=url)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
     lines = []
-    eventually(lambda: lines.append(child.stdout.readline()) or len(lines) >= 5 or not lines[-1])
+    wait_until(lambda: lines.append(child.stdout.readline()) or len(lines) >= 5 or not lines[-1])
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=60)
     assert "finished\n" not in lines, "the push ended before the kill; make the store bigger"
