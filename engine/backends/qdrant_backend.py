@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..records import ChunkInfo
 from ..postings import fts_words
 from ..store import Store
 from .qdrant import Cond, QdrantIndex, SpaceSpec, glob_prefixes, open_target, point_id
@@ -23,17 +24,9 @@ from .qdrant_sync import PushSpace, push, pushed
 
 
 @dataclass(frozen=True)
-class PayloadRow:
+class PayloadRow(ChunkInfo):
     """A chunk known only from Qdrant (another repository, or not checked out here)."""
 
-    path: str
-    symbol: str
-    kind: str
-    language: str
-    start_line: int
-    end_line: int
-    start_col: int
-    end_col: int
     text: str
     id: str = ""
     hash: str = ""

@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import ModelError
+
 ROUTES = ("code", "prose", "cjk")
 
 
@@ -27,6 +29,26 @@ class Embedder(Protocol):
     def embed_queries(self, texts: list[str]) -> np.ndarray | list[np.ndarray]: ...
 
     def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]: ...
+
+
+class LoadsOnce:
+    """`load()` runs the subclass's `_load()` once, under `self._lock`; a failure is remembered and raised again on
+    every later call (a broken model is reported each time, not reloaded each time). Subclasses set `_lock`,
+    `_loaded = False` and `_error = None`."""
+
+    def load(self):
+        """Load tokenizer and weights now (otherwise the first embed call does). Raises ModelError."""
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            if not self._loaded:
+                try:
+                    self._load()
+                except ModelError as exc:
+                    self._error = exc
+                    raise
+                self._loaded = True
+        return self
 
 
 @dataclass(frozen=True)

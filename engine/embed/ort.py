@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .transformer import Recipe
+from .base import LoadsOnce
 
 # Bump when the exported graph or the manifest changes meaning, so older cache entries are not used.
 EXPORT_VERSION = "1"
@@ -94,7 +95,7 @@ def read_manifest(directory: Path, key: str) -> dict | None:
     return data
 
 
-class OrtEmbedder:
+class OrtEmbedder(LoadsOnce):
     """An Embedder (see base.py) running an exported graph on ONNX Runtime. Thread-safe; loads lazily.
 
     fp32 claims the torch fp32 identity: the export is verified against torch (worst cosine >= 0.9999) and
@@ -140,19 +141,6 @@ class OrtEmbedder:
         return read_manifest(self.directory, self.key) is not None
 
     # -- loading ---------------------------------------------------------------------------------
-
-    def load(self) -> "OrtEmbedder":
-        with self._lock:
-            if self._error is not None:
-                raise self._error
-            if not self._loaded:
-                try:
-                    self._load()
-                except ModelError as exc:
-                    self._error = exc
-                    raise
-                self._loaded = True
-        return self
 
     def _load(self) -> None:
         manifest = read_manifest(self.directory, self.key)

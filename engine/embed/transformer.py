@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from . import files
+from .base import LoadsOnce
 
 # Bump when a recipe change alters vectors, so an index built with the old code is not reused.
 RECIPE_VERSION = "1"
@@ -111,7 +112,7 @@ def torch_threads(threads: int) -> int:
     return max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
 
 
-class TransformerEmbedder:
+class TransformerEmbedder(LoadsOnce):
     """An Embedder (see base.py) over a transformers encoder. Thread-safe; loads lazily."""
 
     def __init__(self, recipe: Recipe, *, threads: int = 0, batch_size: int = 32) -> None:
@@ -134,20 +135,6 @@ class TransformerEmbedder:
         return f"<{type(self).__name__} {self.ident} {kind} dim={self.dim} max_length={self.max_length}>"
 
     # -- loading ---------------------------------------------------------------------------------
-
-    def load(self) -> "TransformerEmbedder":
-        """Load tokenizer and weights now (otherwise the first embed call does). Raises ModelError."""
-        with self._lock:
-            if self._error is not None:
-                raise self._error  # a broken model is reported on every call, not reloaded on every call
-            if not self._loaded:
-                try:
-                    self._load()
-                except ModelError as exc:
-                    self._error = exc
-                    raise
-                self._loaded = True
-        return self
 
     def _load(self) -> None:
         import torch
