@@ -6,7 +6,9 @@
 import * as os from "os";
 import * as vscode from "vscode";
 import {
+  CloseAction,
   DidChangeConfigurationNotification,
+  ErrorAction,
   LanguageClient,
   type LanguageClientOptions,
   type ServerOptions,
@@ -14,7 +16,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { LatestQuery } from "./debounce";
-import { pickRow, statusSummary, toLocations, unmatchable } from "./format";
+import { pickRow, searchTitle, statusBarLabel, statusSummary, toLocations, unmatchable } from "./format";
 import {
   FIND_SIMILAR_COMMAND,
   findJob,
@@ -31,6 +33,63 @@ import { buildServerSettings, FORWARDED_KEYS, type Lookup, serverCommand, type V
 
 const SEARCH_DEBOUNCE_MS = 150;
 const TUNE_POLL_MS = 2000;
+const STATUS_POLL_MS = 1000;
+const MAX_RESTARTS = 4;
+const CRASH_WINDOW_MS = 3 * 60 * 1000;
+
+let crashes: number[] = [];
+
+/** The status bar item: starting, indexing (polls sg/status until ready), ready with the file count, stopped. */
+class StatusBar {
+  private readonly item = vscode.window.createStatusBarItem("sg.status", vscode.StatusBarAlignment.Left, 0);
+  private timer: NodeJS.Timeout | undefined;
+  private polling = false;
+
+  constructor() {
+    this.item.name = "sg";
+    this.item.command = "sg.status";
+    this.show("starting");
+    this.item.show();
+  }
+
+  show(server: "starting" | "running" | "stopped" | "restarting", status?: StatusResponse): void {
+    const label = statusBarLabel(status, server);
+    this.item.text = label.text;
+    this.item.tooltip = label.tooltip;
+    this.item.command = server === "stopped" ? "sg.restart" : "sg.status";
+  }
+
+  /** Ask the server now, and keep asking while it indexes. */
+  refresh(delayMs = 0): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.poll(), delayMs);
+  }
+
+  private async poll(): Promise<void> {
+    this.timer = undefined;
+    const c = client;
+    if (!c || c.state !== State.Running || this.polling) return;
+    this.polling = true;
+    try {
+      const status = await c.sendRequest<StatusResponse>(Methods.status, {});
+      if (c !== client || c.state !== State.Running) return;
+      this.show("running", status);
+      if (status.state !== "ready") this.refresh(STATUS_POLL_MS);
+    } catch (error) {
+      output?.appendLine(`status: ${errorText(error)}`);
+      if (c.state === State.Running) this.refresh(STATUS_POLL_MS * 5);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.item.dispose();
+  }
+}
+
+let statusBar: StatusBar | undefined;
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel | undefined;
@@ -101,6 +160,25 @@ function createClient(): LanguageClient {
     documentSelector: [{ scheme: "file" }],
     initializationOptions: init,
     outputChannel: output,
+    errorHandler: {
+      error: () => ({ action: ErrorAction.Continue }),
+      // The default handler restarts silently; say so, and stop after a few crashes in a row.
+      closed: () => {
+        const now = Date.now();
+        crashes = crashes.filter((t) => now - t < CRASH_WINDOW_MS);
+        crashes.push(now);
+        if (crashes.length > MAX_RESTARTS) {
+          statusBar?.show("stopped");
+          return {
+            action: CloseAction.DoNotRestart,
+            message: `sg: the language server stopped ${crashes.length} times in 3 minutes and will not be restarted. See the sg output; 'sg: Restart Server' tries again.`,
+          };
+        }
+        statusBar?.show("restarting");
+        void vscode.window.showWarningMessage("sg: the language server stopped unexpectedly; restarting it.");
+        return { action: CloseAction.Restart, handled: true };
+      },
+    },
     middleware: {
       // The server's "Find similar functions" code action runs sg.findSimilar; show its answer in the peek view.
       executeCommand: async (cmd, cmdArgs, next) => {
@@ -126,14 +204,24 @@ function createClient(): LanguageClient {
       },
     },
   };
-  return new LanguageClient("sg", "sg", serverOptions, clientOptions);
+  const c = new LanguageClient("sg", "sg", serverOptions, clientOptions);
+  c.onDidChangeState((e) => {
+    if (e.newState === State.Running) {
+      statusBar?.refresh();
+    } else if (e.newState === State.Starting) {
+      statusBar?.show("starting");
+    }
+  });
+  return c;
 }
 
 async function startClient(): Promise<void> {
   client = createClient();
+  statusBar?.show("starting");
   try {
     await client.start();
   } catch (error) {
+    statusBar?.show("stopped");
     const { command, args } = serverCommand(lookup, vars());
     // Not awaited: activation must not wait for the user to dismiss the message.
     void vscode.window
@@ -160,6 +248,7 @@ async function stopClient(): Promise<void> {
       output?.appendLine(`stopping the server: ${errorText(error)}`);
     }
   }
+  statusBar?.show("stopped");
 }
 
 async function readyClient(): Promise<LanguageClient | undefined> {
@@ -211,8 +300,7 @@ async function searchCommand(): Promise<void> {
         const row = pickRow(hit, folders);
         return { ...row, label: unmatchable(row.label), alwaysShow: true, hit, buttons: [sideButton] };
       });
-      const ms = typeof answer?.elapsedMs === "number" ? ` in ${Math.round(answer.elapsedMs)} ms` : "";
-      qp.title = results.length > 0 ? `sg: ${results.length} results${ms}` : `sg: nothing found for "${query}"`;
+      qp.title = searchTitle(query, answer);
     },
     fail: (_query, error) => {
       if (isCancellation(error)) return;
@@ -347,18 +435,24 @@ async function reindexCommand(): Promise<void> {
   if (!c) return;
   try {
     await c.sendRequest(Methods.reindex, {});
+    statusBar?.refresh(STATUS_POLL_MS);
   } catch (error) {
     void vscode.window.showErrorMessage(`sg: ${errorText(error)}`);
   }
 }
 
 async function restartCommand(): Promise<void> {
+  crashes = [];
   await stopClient();
   await startClient();
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  statusBar = new StatusBar();
   context.subscriptions.push(
+    statusBar,
+    // A save re-indexes that file; show it in the status bar if it takes a while.
+    vscode.workspace.onDidSaveTextDocument(() => statusBar?.refresh(STATUS_POLL_MS)),
     vscode.commands.registerCommand("sg.search", searchCommand),
     vscode.commands.registerCommand("sg.findSimilarAtCursor", findSimilarCommand),
     vscode.commands.registerCommand("sg.tune", tuneCommand),
@@ -374,6 +468,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         const { init, problems } = currentSettings();
         for (const p of problems) output?.appendLine(`settings: ${p}`);
         await client.sendNotification(DidChangeConfigurationNotification.type, { settings: init });
+        statusBar?.refresh(STATUS_POLL_MS);
       }
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(async () => {

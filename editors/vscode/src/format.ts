@@ -196,3 +196,49 @@ export function statusSummary(status: StatusResponse): string {
   if (jobs > 0) text += ` ${plural(jobs, "job")}.`;
   return text;
 }
+
+/** Thousands separators, the same on every locale (the status bar is read at a glance). */
+function count(n: number): string {
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+export interface StatusBarLabel {
+  text: string;
+  tooltip: string;
+}
+
+/** The status bar item: what sg is doing now, in a few words; details in the tooltip. */
+export function statusBarLabel(status: StatusResponse | undefined, server: "starting" | "running" | "stopped" | "restarting"): StatusBarLabel {
+  if (server === "starting") return { text: "$(sync~spin) sg: starting", tooltip: "sg: starting the language server" };
+  if (server === "restarting") {
+    return { text: "$(warning) sg: restarting", tooltip: "sg: the language server stopped unexpectedly and is being restarted" };
+  }
+  if (server === "stopped" || !status) {
+    return { text: "$(error) sg: stopped", tooltip: "sg: the language server is not running. Click to restart it." };
+  }
+  const folders = Array.isArray(status.folders) ? (status.folders as Record<string, unknown>[]) : [];
+  const failed = folders.find((f) => f.state === "error");
+  const files = countOf(status.files) ?? 0;
+  if (status.state === "indexing") {
+    const sofar = files > 0 ? ` (${count(files)} files so far)` : "";
+    return {
+      text: `$(sync~spin) sg: indexing${sofar}`,
+      tooltip: "sg is indexing the workspace; searches meanwhile use what is indexed so far.",
+    };
+  }
+  if (failed) {
+    return { text: "$(warning) sg: index error", tooltip: `sg: ${String(failed.name ?? "")}: ${String(failed.error ?? "error")}` };
+  }
+  return { text: `$(search) sg: ${count(files)} files`, tooltip: `${statusSummary(status)}\nClick for details.` };
+}
+
+/** The QuickPick title after a search, e.g. "sg: 3 results · lexical · 27 ms · still indexing". */
+export function searchTitle(query: string, answer: { results?: unknown[]; mode?: unknown; elapsedMs?: unknown; notes?: unknown } | undefined): string {
+  const n = Array.isArray(answer?.results) ? answer.results.length : 0;
+  const parts = [n > 0 ? `sg: ${plural(n, "result")}` : `sg: nothing found for "${query}"`];
+  if (typeof answer?.mode === "string" && answer.mode) parts.push(answer.mode);
+  if (typeof answer?.elapsedMs === "number") parts.push(`${Math.round(answer.elapsedMs)} ms`);
+  const notes = Array.isArray(answer?.notes) ? answer.notes.map(String) : [];
+  if (notes.some((t) => t.includes("still indexing"))) parts.push("still indexing");
+  return parts.join(" · ");
+}
