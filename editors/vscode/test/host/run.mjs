@@ -166,9 +166,17 @@ async function runCommand(page, title) {
   const input = page.locator(".quick-input-widget .quick-input-box input");
   await input.waitFor({ state: "visible" });
   await input.fill(`>${title}`);
-  await eventually(`"${title}" in the command palette`, async () =>
-    (await page.locator(".quick-input-list .monaco-list-row").first().innerText()).includes(title));
-  await page.keyboard.press("Enter");
+  // The palette sorts fuzzily: pick the row whose label is the title, wherever it is.
+  const row = await eventually(`"${title}" in the command palette`, async () => {
+    const rows = page.locator(".quick-input-widget .quick-input-list .monaco-list-row");
+    const n = await rows.count();
+    for (let i = 0; i < n; i++) {
+      const label = (await rows.nth(i).locator(".label-name").first().innerText()).replace(/\s+/g, " ").trim();
+      if (label === title) return rows.nth(i);
+    }
+    return false;
+  });
+  await row.click();
 }
 
 async function quickPickRows(page) {
@@ -204,17 +212,6 @@ async function cursorPosition(page) {
   const text = await statusBarText(page);
   const m = /Ln (\d+), Col (\d+)/.exec(text);
   return m ? { line: Number(m[1]), col: Number(m[2]) } : undefined;
-}
-
-/** File: Open File... (the simple dialog): Quick Open needs ripgrep, which code-server's npm package lacks offline. */
-async function openFile(page, ws, relPath) {
-  await runCommand(page, "File: Open File...");
-  const input = page.locator(".quick-input-widget .quick-input-box input");
-  await input.waitFor({ state: "visible" });
-  await input.fill(path.join(ws, relPath));
-  await page.keyboard.press("Enter");
-  const base = path.basename(relPath);
-  await eventually(`${base} to open`, async () => (await activeTab(page)).includes(base));
 }
 
 async function goToLine(page, line) {
@@ -263,7 +260,10 @@ async function scenario(page, codeServer, ws) {
   await screenshot(page, "search-opened");
 
   // 3. Find Similar Functions at a function: the peek view lists a known near-duplicate.
-  await openFile(page, ws, "cosqa/04634_confirm.py");
+  // Opened the way a user would here (Quick Open needs ripgrep, which code-server's npm package lacks offline).
+  await search(page, "prompts for confirmation yes no question", "cosqa/04634_confirm.py");
+  await page.keyboard.press("Enter");
+  await eventually("04634_confirm.py to open", async () => (await activeTab(page)).includes("04634_confirm.py"));
   await goToLine(page, 3);
   await runCommand(page, "sg: Find Similar Functions");
   const peek = await eventually("the peek view with ask_bool", async () => {
@@ -275,7 +275,9 @@ async function scenario(page, codeServer, ws) {
   await page.keyboard.press("Escape");
 
   // 4. Edit a file, save, search for the new function's name: found.
-  await openFile(page, ws, "click/globals.py");
+  await search(page, "push a new context onto the stack", "push_context");
+  await page.keyboard.press("Enter");
+  await eventually("globals.py to be active", async () => (await activeTab(page)).includes("globals.py"));
   await page.keyboard.press("Control+End");
   await page.keyboard.press("Enter");
   await page.keyboard.press("Enter");
@@ -290,21 +292,27 @@ async function scenario(page, codeServer, ws) {
 
   // 5. Settings changed in the UI (limit, mode) reach the server: visible in the results.
   await runCommand(page, "Preferences: Open User Settings");
-  const search_box = page.locator(".settings-editor .suggest-input-container textarea, .settings-editor .suggest-input-container input").first();
-  await search_box.waitFor({ state: "visible" });
-  await search_box.fill("sg.maxResults");
-  const limitInput = page.locator(".setting-item-number input").first();
+  const searchBox = page.locator(".settings-editor .settings-header .monaco-editor").first();
+  await searchBox.waitFor({ state: "visible" });
+  // The settings search box is a small Monaco editor: replace its text by typing, as a user does.
+  const findSetting = async (text) => {
+    await searchBox.click();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type(text);
+  };
+  await findSetting("sg.maxResults");
+  const limitInput = page.locator(".setting-item-contents", { hasText: "Max Results" }).locator("input").first();
   await limitInput.waitFor({ state: "visible" });
   await limitInput.fill("3");
   await limitInput.press("Tab");
-  await search_box.fill("sg.searchMode");
-  const modeSelect = page.locator(".setting-item-enum select").first();
+  await findSetting("sg.searchMode");
+  const modeSelect = page.locator(".setting-item-contents", { hasText: "Search Mode" }).locator("select").first();
   await modeSelect.waitFor({ state: "attached" });
   await modeSelect.selectOption("lexical");
   await screenshot(page, "settings");
   const limited = await search(page, "push a new context onto the stack", "push_context");
   log(`after settings: ${limited.title} | ${limited.rows.length} rows`);
-  if (limited.rows.length !== 3) fail(`maxResults 3 not applied: ${limited.rows.length} rows`);
+  if (limited.rows.length !== 3 || !/sg: 3 results/.test(limited.title)) fail(`maxResults 3 not applied: ${limited.title}, ${limited.rows.length} rows`);
   if (!/lexical/.test(limited.title)) fail(`mode lexical not shown: ${limited.title}`);
   await screenshot(page, "settings-applied");
   await page.keyboard.press("Escape");
