@@ -251,8 +251,25 @@ async function stopClient(): Promise<void> {
   statusBar?.show("stopped");
 }
 
+/** Waits while the client is (re)starting, e.g. right after a crash, instead of failing the command. */
+function settled(c: LanguageClient, timeoutMs = 60000): Promise<void> {
+  if (c.state !== State.Starting) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    const sub = c.onDidChangeState((e) => {
+      if (e.newState !== State.Starting) done();
+    });
+    function done(): void {
+      clearTimeout(timer);
+      sub.dispose();
+      resolve();
+    }
+  });
+}
+
 async function readyClient(): Promise<LanguageClient | undefined> {
   if (!client) await startClient();
+  if (client) await settled(client);
   if (!client || client.state !== State.Running) {
     void vscode.window.showErrorMessage("sg: the language server is not running. See the sg output, or run 'sg: Restart Server'.");
     return undefined;
