@@ -16,7 +16,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { LatestQuery } from "./debounce";
-import { pickRow, searchTitle, statusBarLabel, statusSummary, toLocations, unmatchable } from "./format";
+import { pickRow, searchTitle, similarHits, similarTitle, statusBarLabel, statusSummary, toLocations, unmatchable } from "./format";
 import {
   FIND_SIMILAR_COMMAND,
   findJob,
@@ -132,6 +132,44 @@ function isCancellation(error: unknown): boolean {
   return code === -32800 || error instanceof vscode.CancellationError;
 }
 
+const SIDE_BUTTON: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon("split-horizontal"), tooltip: "Open to the side" };
+const PEEK_BUTTON: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon("references"), tooltip: "Show in the peek view" };
+
+/**
+ * Similar functions in rank order, like search results (symbol, short path, snippet). The peek view sorts by
+ * file name, which hides the best match, so it is one button away instead of the default.
+ */
+async function showSimilar(c: LanguageClient, uri: vscode.Uri, position: vscode.Position, answer: unknown): Promise<void> {
+  const hits = similarHits(answer);
+  if (hits.length === 0) {
+    await showLocationsAt(c, uri, position, answer);
+    return;
+  }
+  const folders = folderUris();
+  const qp = vscode.window.createQuickPick<HitItem>();
+  qp.title = similarTitle(answer as SearchResponse);
+  qp.placeholder = "Functions like the one at the cursor, most similar first. Type to filter, Enter to open.";
+  qp.matchOnDescription = true;
+  qp.buttons = [PEEK_BUTTON];
+  qp.items = hits.map((hit) => ({ ...pickRow(hit, folders), hit, buttons: [SIDE_BUTTON] }));
+  qp.onDidAccept(() => {
+    const item = qp.selectedItems[0] ?? qp.activeItems[0];
+    if (!item) return;
+    qp.hide();
+    void openHit(c, item.hit);
+  });
+  qp.onDidTriggerItemButton((e) => {
+    qp.hide();
+    void openHit(c, e.item.hit, true);
+  });
+  qp.onDidTriggerButton(() => {
+    qp.hide();
+    void showLocationsAt(c, uri, position, answer);
+  });
+  qp.onDidHide(() => qp.dispose());
+  qp.show();
+}
+
 async function showLocationsAt(c: LanguageClient, uri: vscode.Uri, position: vscode.Position, answer: unknown): Promise<void> {
   const locations = toLocations(answer).map((l) => c.protocol2CodeConverter.asLocation(l));
   if (locations.length === 0) {
@@ -146,8 +184,7 @@ function createClient(): LanguageClient {
   const problems: string[] = [];
   const v = vars();
   const { command, args } = serverCommand(lookup, v, problems);
-  const { init, problems: settingProblems } = currentSettings();
-  problems.push(...settingProblems);
+  problems.push(...currentSettings().problems);
   for (const p of problems) output.appendLine(`settings: ${p}`);
   if (problems.length > 0) {
     void vscode.window.showWarningMessage(`sg: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more, see the sg output)` : ""}`);
@@ -158,7 +195,8 @@ function createClient(): LanguageClient {
 
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file" }],
-    initializationOptions: init,
+    // A function, so that a restart after a crash sends the settings as they are now, not as they were at start.
+    initializationOptions: () => currentSettings().init,
     outputChannel: output,
     errorHandler: {
       error: () => ({ action: ErrorAction.Continue }),
@@ -185,7 +223,7 @@ function createClient(): LanguageClient {
         const answer = await next(cmd, cmdArgs);
         const target = cmd === FIND_SIMILAR_COMMAND ? similarCommandTarget(cmdArgs) : undefined;
         if (target && client) {
-          await showLocationsAt(
+          await showSimilar(
             client,
             client.protocol2CodeConverter.asUri(target.uri),
             new vscode.Position(target.position.line, target.position.character),
@@ -299,7 +337,6 @@ async function searchCommand(): Promise<void> {
   qp.placeholder = "Describe the code you are looking for, e.g. \"parse the config file\"";
   qp.matchOnDescription = false;
   qp.matchOnDetail = false;
-  const sideButton: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon("split-horizontal"), tooltip: "Open to the side" };
 
   const runner = new LatestQuery<SearchResponse>({
     delayMs: SEARCH_DEBOUNCE_MS,
@@ -315,7 +352,7 @@ async function searchCommand(): Promise<void> {
       // stops it from re-sorting them.
       qp.items = results.map((hit) => {
         const row = pickRow(hit, folders);
-        return { ...row, label: unmatchable(row.label), alwaysShow: true, hit, buttons: [sideButton] };
+        return { ...row, label: unmatchable(row.label), alwaysShow: true, hit, buttons: [SIDE_BUTTON] };
       });
       qp.title = searchTitle(query, answer);
     },
@@ -378,7 +415,7 @@ async function findSimilarCommand(): Promise<void> {
       { location: vscode.ProgressLocation.Window, title: "sg: finding similar functions" },
       () => c.sendRequest(Methods.similar, similarParams(uri, { line: position.line, character: position.character })),
     );
-    await showLocationsAt(c, editor.document.uri, position, answer);
+    await showSimilar(c, editor.document.uri, position, answer);
   } catch (error) {
     void vscode.window.showErrorMessage(`sg: ${errorText(error)}`);
   }

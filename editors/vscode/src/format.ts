@@ -64,13 +64,19 @@ export function displayPath(uri: string, folderUris: readonly string[]): string 
   return uri;
 }
 
-/** One line of code from a snippet: the first lines that say something, whitespace collapsed. */
+/** Docstring quotes and comment markers: noise on a one-line preview. */
+const DOC_MARKERS = /[rRbBuU]?("""|\'\'\')|\/\*\*?|\*\/|^\s*\*(?=\s|$)|^\s*\/\/\/?|^\s*#+(?=\s|$)/g;
+
+/**
+ * One line from a snippet: the first lines that say something, whitespace collapsed, docstring quotes and
+ * comment markers dropped (so `def f(x): """Add one."""` reads `def f(x): Add one.`).
+ */
 export function compactSnippet(snippet: string, maxChars = 160): string {
   const lines = snippet
     .split(/\r?\n/)
-    .map((l) => l.trim())
+    .map((l) => l.replace(DOC_MARKERS, " ").trim())
     .filter((l) => l !== "");
-  let text = lines.join("  ").replace(/\s+/g, " ");
+  let text = lines.join(" ").replace(/\s+/g, " ");
   if (text.length > maxChars) {
     text = text.slice(0, maxChars - 1).trimEnd() + "…";
   }
@@ -107,10 +113,10 @@ export function pickRow(hit: SearchHit, folderUris: readonly string[]): PickRow 
   const path = displayPath(hit.uri, folderUris);
   const line = (hit.range?.start?.line ?? 0) + 1;
   const name = hit.symbol && hit.symbol.trim() !== "" ? hit.symbol : `${baseName(path)}:${line}`;
-  const score = Number.isFinite(hit.score) ? ` · ${formatScore(hit.score)}` : "";
+  // No score: the list is already in rank order, and a bare number (1.02, 0.0003) means nothing to a reader.
   return {
     label: `$(${kindIcon(hit.kind)}) ${name}`,
-    description: `${path}:${line}${score}`,
+    description: `${path}:${line}`,
     detail: compactSnippet(hit.snippet ?? ""),
   };
 }
@@ -240,5 +246,22 @@ export function searchTitle(query: string, answer: { results?: unknown[]; mode?:
   if (typeof answer?.elapsedMs === "number") parts.push(`${Math.round(answer.elapsedMs)} ms`);
   const notes = Array.isArray(answer?.notes) ? answer.notes.map(String) : [];
   if (notes.some((t) => t.includes("still indexing"))) parts.push("still indexing");
+  return parts.join(" · ");
+}
+
+/** Hits from a "similar" answer that can be listed like search results ({results: [...]}); [] for bare locations. */
+export function similarHits(answer: unknown): SearchHit[] {
+  const results = typeof answer === "object" && answer !== null ? (answer as { results?: unknown }).results : undefined;
+  if (!Array.isArray(results)) return [];
+  return results.filter(
+    (h): h is SearchHit => typeof h === "object" && h !== null && typeof (h as SearchHit).uri === "string" && isRange((h as SearchHit).range),
+  );
+}
+
+/** The title of the similar-functions list, e.g. "sg: 10 similar functions · lexical". */
+export function similarTitle(answer: { results?: unknown[]; mode?: unknown } | undefined): string {
+  const n = Array.isArray(answer?.results) ? answer.results.length : 0;
+  const parts = [`sg: ${n} similar function${n === 1 ? "" : "s"}`];
+  if (typeof answer?.mode === "string" && answer.mode) parts.push(answer.mode);
   return parts.join(" · ");
 }
