@@ -238,11 +238,25 @@ export function statusBarLabel(status: StatusResponse | undefined, server: "star
   return { text: `$(search) sg: ${count(files)} files`, tooltip: `${statusSummary(status)}\nClick for details.` };
 }
 
+/**
+ * The mode as the user should read it: the server answers "hybrid" even when no model is loaded (its `model`
+ * is then "lexical"), which would suggest a semantic search that did not happen.
+ */
+export function modeLabel(answer: { mode?: unknown; model?: unknown } | undefined): string {
+  const mode = typeof answer?.mode === "string" ? answer.mode : "";
+  if (mode && mode !== "lexical" && answer?.model === "lexical") return "lexical (no model)";
+  return mode;
+}
+
 /** The QuickPick title after a search, e.g. "sg: 3 results · lexical · 27 ms · still indexing". */
-export function searchTitle(query: string, answer: { results?: unknown[]; mode?: unknown; elapsedMs?: unknown; notes?: unknown } | undefined): string {
+export function searchTitle(
+  query: string,
+  answer: { results?: unknown[]; mode?: unknown; model?: unknown; elapsedMs?: unknown; notes?: unknown } | undefined,
+): string {
   const n = Array.isArray(answer?.results) ? answer.results.length : 0;
   const parts = [n > 0 ? `sg: ${plural(n, "result")}` : `sg: nothing found for "${query}"`];
-  if (typeof answer?.mode === "string" && answer.mode) parts.push(answer.mode);
+  const mode = modeLabel(answer);
+  if (mode) parts.push(mode);
   if (typeof answer?.elapsedMs === "number") parts.push(`${Math.round(answer.elapsedMs)} ms`);
   const notes = Array.isArray(answer?.notes) ? answer.notes.map(String) : [];
   if (notes.some((t) => t.includes("still indexing"))) parts.push("still indexing");
@@ -259,9 +273,10 @@ export function similarHits(answer: unknown): SearchHit[] {
 }
 
 /** The title of the similar-functions list, e.g. "sg: 10 similar functions · lexical". */
-export function similarTitle(answer: { results?: unknown[]; mode?: unknown } | undefined): string {
+export function similarTitle(answer: { results?: unknown[]; mode?: unknown; model?: unknown } | undefined): string {
   const n = Array.isArray(answer?.results) ? answer.results.length : 0;
   const parts = [`sg: ${n} similar function${n === 1 ? "" : "s"}`];
-  if (typeof answer?.mode === "string" && answer.mode) parts.push(answer.mode);
+  const mode = modeLabel(answer);
+  if (mode) parts.push(mode);
   return parts.join(" · ");
 }

@@ -41,6 +41,7 @@ export interface SearchHit {
 
 export interface SearchResponse {
   results: SearchHit[];
+  /** The models' names, or "lexical" when none was used. */
   model?: unknown;
   /** The mode the server actually used (it falls back to lexical without a model). */
   mode?: string;

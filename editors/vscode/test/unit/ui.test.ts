@@ -46,6 +46,10 @@ test("searchTitle shows the count, the mode the server used, the time and a part
   );
   assert.equal(searchTitle("frob", { results: [] }), 'sg: nothing found for "frob"');
   assert.equal(searchTitle("frob", undefined), 'sg: nothing found for "frob"');
+  // Without a model the server still says "hybrid"; the title says what really happened.
+  assert.equal(searchTitle("q", { results: [1], mode: "hybrid", model: "lexical" }), "sg: 1 result · lexical (no model)");
+  assert.equal(searchTitle("q", { results: [1], mode: "lexical", model: "lexical" }), "sg: 1 result · lexical");
+  assert.equal(searchTitle("q", { results: [1], mode: "hybrid", model: "all-MiniLM-L6-v2" }), "sg: 1 result · hybrid");
 });
 
 test("similarHits keeps listable hits; similarTitle counts them", () => {
@@ -55,4 +59,5 @@ test("similarHits keeps listable hits; similarTitle counts them", () => {
   assert.deepEqual(similarHits(null), []);
   assert.equal(similarTitle({ results: [hit], mode: "lexical" }), "sg: 1 similar function · lexical");
   assert.equal(similarTitle({ results: [hit, hit] }), "sg: 2 similar functions");
+  assert.equal(similarTitle({ results: [hit], mode: "hybrid", model: "lexical" }), "sg: 1 similar function · lexical (no model)");
 });
