@@ -5,7 +5,8 @@
 //
 // Environment: SG_LSP_CMD (JSON list or words; default: <repo>/.venv/bin/python -m sg_lsp --stdio with
 // PYTHONPATH=<repo>), SG_BENCH (default /work/shared/bench: repo-click and cosqa corpora make the workspace),
-// CHROMIUM (default /usr/bin/chromium), SG_HOST_ARTEFACTS (default ./artefacts), SG_HOST_KEEP=1 keeps the temp dir.
+// CHROMIUM (default /usr/bin/chromium), SG_HOST_ARTEFACTS (default ./artefacts), SG_HOST_KEEP=1 keeps the temp dir,
+// SG_HOST_TRACE=1 logs the JSON-RPC traffic.
 
 import { spawn, execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -76,9 +77,16 @@ function makeWorkspace(root) {
 function writeUserSettings(userData, cmd) {
   const dir = path.join(userData, "User");
   fs.mkdirSync(dir, { recursive: true });
-  const settings = {
+  // code-server is a remote window: settings with machine scope (sg.serverCommand, sg.model, ...) belong in the
+  // Remote tab (<user-data>/Machine/settings.json). VS Code applies them from User settings at start-up but drops
+  // them at the next settings change, so the server would lose them when step 5 changes sg.searchMode.
+  const machine = path.join(userData, "Machine");
+  fs.mkdirSync(machine, { recursive: true });
+  fs.writeFileSync(path.join(machine, "settings.json"), JSON.stringify({
     "sg.serverCommand": cmd,
     "sg.model": "off", // lexical only: indexing takes seconds, not minutes (see README)
+  }, null, 2));
+  const settings = {
     "extensions.autoUpdate": false,
     "extensions.autoCheckUpdates": false,
     "extensions.ignoreRecommendations": true,
@@ -95,6 +103,8 @@ function writeUserSettings(userData, cmd) {
     "files.autoSave": "off",
     "window.restoreWindows": "none",
   };
+  // SG_HOST_TRACE=1: the JSON-RPC traffic goes to the sg output channel (artefacts/logs/**/N-sg.log).
+  if (process.env.SG_HOST_TRACE) settings["sg.trace.server"] = "verbose";
   fs.writeFileSync(path.join(dir, "settings.json"), JSON.stringify(settings, null, 2));
 }
 
