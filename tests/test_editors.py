@@ -97,6 +97,24 @@ def test_vscode_package(npm: str, tmp_path: Path) -> None:
                                  "extension/node_modules/@vscode/vsce/")) for n in names)
 
 
+def test_vscode_in_code_server(npm: str) -> None:
+    """The six user steps of editors/vscode/README.md ("Test inside VS Code") in code-server + headless Chromium."""
+    host = VSCODE / "test" / "host"
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"no Chromium at {chromium}: apt-get install -y chromium (or set CHROMIUM)")
+    if not (host / "node_modules" / ".sg-host-installed").exists():
+        pytest.skip(f"code-server is not installed: sh {host / 'install.sh'} (about 2.5 minutes, npm registry only)")
+    bench = Path(os.environ.get("SG_BENCH", "/work/shared/bench"))
+    if not (bench / "cosqa" / "corpus").is_dir() or not (bench / "repo-click" / "corpus" / "click").is_dir():
+        pytest.skip(f"the workspace corpora are not under {bench} (set SG_BENCH)")
+    env = _server_env()
+    env["SG_LSP_CMD"] = json.dumps(SERVER_CMD)
+    proc = _run([npm, "run", "test:host"], VSCODE, timeout=600, env=env)
+    assert proc.returncode == 0 and "PASS: six steps" in proc.stdout, (
+        f"{_tail(proc, 8000)}\nscreenshots and logs: {host / 'artefacts'}")
+
+
 # --------------------------------------------------------------------------------------------------- Neovim
 
 def _nvim_version(binary: str) -> tuple[int, int] | None:

@@ -6,7 +6,7 @@
 // Environment: SG_LSP_CMD (JSON list or words; default: <repo>/.venv/bin/python -m sg_lsp --stdio with
 // PYTHONPATH=<repo>), SG_BENCH (default /work/shared/bench: repo-click and cosqa corpora make the workspace),
 // CHROMIUM (default /usr/bin/chromium), SG_HOST_ARTEFACTS (default ./artefacts), SG_HOST_KEEP=1 keeps the temp dir,
-// SG_HOST_TRACE=1 logs the JSON-RPC traffic.
+// SG_HOST_TRACE=1 logs the JSON-RPC traffic, SG_CODE_SERVER another code-server's out/node/entry.js.
 
 import { spawn, execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -20,7 +20,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const EXT_ROOT = path.resolve(HERE, "../..");
 const REPO_ROOT = path.resolve(EXT_ROOT, "../..");
 const VSIX = path.join(EXT_ROOT, "sg-search.vsix");
-const CODE_SERVER = path.join(HERE, "node_modules/code-server/out/node/entry.js");
+// SG_CODE_SERVER: another code-server's out/node/entry.js (to try other VS Code versions; see README).
+const CODE_SERVER = process.env.SG_CODE_SERVER || path.join(HERE, "node_modules/code-server/out/node/entry.js");
 const BENCH = process.env.SG_BENCH || "/work/shared/bench";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARTEFACTS = path.resolve(process.env.SG_HOST_ARTEFACTS || path.join(HERE, "artefacts"));
