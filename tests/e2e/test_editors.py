@@ -97,6 +97,24 @@ def test_vscode_package(npm: str, tmp_path: Path) -> None:
                                  "extension/node_modules/@vscode/vsce/")) for n in names)
 
 
+def test_vscode_in_code_server(npm: str) -> None:
+    """The six user steps of editors/vscode/README.md ("Test inside VS Code") in code-server + headless Chromium."""
+    host = VSCODE / "test" / "host"
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"no Chromium at {chromium}: apt-get install -y chromium (or set CHROMIUM)")
+    if not (host / "node_modules" / ".sg-host-installed").exists():
+        pytest.skip(f"code-server is not installed: sh {host / 'install.sh'} (about 2.5 minutes, npm registry only)")
+    bench = Path(os.environ.get("SG_BENCH", "/work/shared/bench"))
+    if not (bench / "cosqa" / "corpus").is_dir() or not (bench / "repo-click" / "corpus" / "click").is_dir():
+        pytest.skip(f"the workspace corpora are not under {bench} (set SG_BENCH)")
+    env = _server_env()
+    env["SG_LSP_CMD"] = json.dumps(SERVER_CMD)
+    proc = _run([npm, "run", "test:host"], VSCODE, timeout=600, env=env)
+    assert proc.returncode == 0 and "PASS: six steps" in proc.stdout, (
+        f"{_tail(proc, 8000)}\nscreenshots and logs: {host / 'artefacts'}")
+
+
 # --------------------------------------------------------------------------------------------------- Neovim
 
 def _nvim_version(binary: str) -> tuple[int, int] | None:
@@ -201,6 +219,30 @@ local function wait_event(pattern, run)
   assert(vim.wait(60000, function() return done end, 50), pattern .. " never came")
 end
 local sg = require("sg")
+-- What the plugin tells the user, for the restart step.
+local messages = {}
+local real_notify = vim.notify
+vim.notify = function(msg, level, opts)
+  messages[#messages + 1] = tostring(msg)
+  return real_notify(msg, level, opts)
+end
+-- eventually(): search again until pred accepts the quickfix list (the index catches up after a save or restart).
+local function search_until(query, pred)
+  local deadline = vim.uv.now() + 60000
+  while true do
+    vim.cmd("cclose")
+    wait_event("SgSearchDone", function() vim.cmd("SgSearch " .. query) end)
+    local got = qf()
+    if pred(got) then
+      return got
+    end
+    assert(vim.uv.now() < deadline, "search for '" .. query .. "' never matched: " .. vim.inspect(got))
+    vim.wait(200)
+  end
+end
+local function first_text_has(name)
+  return function(got) return got.items[1] ~= nil and got.items[1].text:find(name, 1, true) ~= nil end
+end
 
 step("attach", function()
   vim.cmd.edit(vim.fn.fnameescape(file))
@@ -243,6 +285,45 @@ step("code_action", function()
   end)
   result.code_action = qf()
 end)
+step("edit", function()
+  vim.cmd("cclose")
+  vim.cmd.edit(vim.fn.fnameescape(file))
+  vim.api.nvim_buf_set_lines(0, -1, -1, false,
+    { "", "", "def zanzibar_quota_tally(rows):", "    return sum(r.quota for r in rows)" })
+  vim.cmd("write")
+  result.edit = search_until("zanzibar quota tally", first_text_has("zanzibar_quota_tally"))
+end)
+step("restart", function()
+  vim.cmd("cclose")
+  local old = assert(sg.client(), "no sg client before the kill")
+  result.restart = { old_id = old.id, killed = 0 }
+  for _, pid in ipairs(vim.api.nvim_get_proc_children(vim.fn.getpid())) do
+    local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+    local cmd = f and f:read("*a") or ""
+    if f then f:close() end
+    if cmd:find("sg_lsp", 1, true) then
+      vim.uv.kill(pid, "sigkill")
+      result.restart.killed = result.restart.killed + 1
+    end
+  end
+  assert(result.restart.killed > 0, "no sg_lsp child process to kill")
+  assert(vim.wait(30000, function()
+    for _, m in ipairs(messages) do
+      if m:find("; restarting it", 1, true) then
+        result.restart.message = m
+        return true
+      end
+    end
+    return false
+  end, 50), "the plugin did not report the stopped server: " .. vim.inspect(messages))
+  assert(vim.wait(30000, function()
+    local c = sg.client()
+    return c ~= nil and c.id ~= old.id
+  end, 50), "no new sg client after the kill")
+  result.restart.new_id = sg.client().id
+  result.restart.search = search_until("load config", first_text_has("load_config"))
+end)
+result.messages = messages
 dump()
 vim.cmd("qall!")
 '''
@@ -323,3 +404,17 @@ def test_nvim_plugin_against_server(nvim: str, tmp_path: Path, method: str) -> N
             assert Path(item["filename"]).exists() and item["lnum"] >= 1 and item["col"] >= 1, item
             assert not (Path(item["filename"]).resolve() == own
                         and item["lnum"] <= result["_line"] <= max(item["lnum"], item["end_lnum"])), item
+
+    # Step 4: an edit, saved, is searchable by the new function's name.
+    edit = result["edit"]["items"][0]
+    assert Path(edit["filename"]).resolve() == own, result["edit"]
+    assert edit["text"].startswith("zanzibar_quota_tally"), edit
+    assert edit["lnum"] == len(WORKSPACE["src/settings_reader.py"].splitlines()) + 3, edit
+
+    # Step 6: the killed server is reported, restarted, and answers again.
+    assert "sg: sg:" not in " ".join(result["messages"]), result["messages"]
+    restart = result["restart"]
+    assert restart["killed"] >= 1 and restart["new_id"] != restart["old_id"], restart
+    assert restart["message"] == "sg: the language server stopped (signal 9); restarting it.", restart
+    again = restart["search"]["items"][0]
+    assert Path(again["filename"]).resolve() == (ws / "src" / "config.py").resolve() and again["lnum"] == expected, restart

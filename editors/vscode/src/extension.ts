@@ -6,7 +6,9 @@
 import * as os from "os";
 import * as vscode from "vscode";
 import {
+  CloseAction,
   DidChangeConfigurationNotification,
+  ErrorAction,
   LanguageClient,
   type LanguageClientOptions,
   type ServerOptions,
@@ -14,7 +16,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { LatestQuery } from "./debounce";
-import { pickRow, statusSummary, toLocations, unmatchable } from "./format";
+import { pickRow, searchTitle, similarHits, similarTitle, statusBarLabel, statusSummary, toLocations, unmatchable } from "./format";
 import {
   FIND_SIMILAR_COMMAND,
   findJob,
@@ -31,6 +33,63 @@ import { buildServerSettings, FORWARDED_KEYS, type Lookup, serverCommand, type V
 
 const SEARCH_DEBOUNCE_MS = 150;
 const TUNE_POLL_MS = 2000;
+const STATUS_POLL_MS = 1000;
+const MAX_RESTARTS = 4;
+const CRASH_WINDOW_MS = 3 * 60 * 1000;
+
+let crashes: number[] = [];
+
+/** The status bar item: starting, indexing (polls sg/status until ready), ready with the file count, stopped. */
+class StatusBar {
+  private readonly item = vscode.window.createStatusBarItem("sg.status", vscode.StatusBarAlignment.Left, 0);
+  private timer: NodeJS.Timeout | undefined;
+  private polling = false;
+
+  constructor() {
+    this.item.name = "sg";
+    this.item.command = "sg.status";
+    this.show("starting");
+    this.item.show();
+  }
+
+  show(server: "starting" | "running" | "stopped" | "restarting", status?: StatusResponse): void {
+    const label = statusBarLabel(status, server);
+    this.item.text = label.text;
+    this.item.tooltip = label.tooltip;
+    this.item.command = server === "stopped" ? "sg.restart" : "sg.status";
+  }
+
+  /** Ask the server now, and keep asking while it indexes. */
+  refresh(delayMs = 0): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.poll(), delayMs);
+  }
+
+  private async poll(): Promise<void> {
+    this.timer = undefined;
+    const c = client;
+    if (!c || c.state !== State.Running || this.polling) return;
+    this.polling = true;
+    try {
+      const status = await c.sendRequest<StatusResponse>(Methods.status, {});
+      if (c !== client || c.state !== State.Running) return;
+      this.show("running", status);
+      if (status.state !== "ready") this.refresh(STATUS_POLL_MS);
+    } catch (error) {
+      output?.appendLine(`status: ${errorText(error)}`);
+      if (c.state === State.Running) this.refresh(STATUS_POLL_MS * 5);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.item.dispose();
+  }
+}
+
+let statusBar: StatusBar | undefined;
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel | undefined;
@@ -73,6 +132,44 @@ function isCancellation(error: unknown): boolean {
   return code === -32800 || error instanceof vscode.CancellationError;
 }
 
+const SIDE_BUTTON: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon("split-horizontal"), tooltip: "Open to the side" };
+const PEEK_BUTTON: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon("references"), tooltip: "Show in the peek view" };
+
+/**
+ * Similar functions in rank order, like search results (symbol, short path, snippet). The peek view sorts by
+ * file name, which hides the best match, so it is one button away instead of the default.
+ */
+async function showSimilar(c: LanguageClient, uri: vscode.Uri, position: vscode.Position, answer: unknown): Promise<void> {
+  const hits = similarHits(answer);
+  if (hits.length === 0) {
+    await showLocationsAt(c, uri, position, answer);
+    return;
+  }
+  const folders = folderUris();
+  const qp = vscode.window.createQuickPick<HitItem>();
+  qp.title = similarTitle(answer as SearchResponse);
+  qp.placeholder = "Functions like the one at the cursor, most similar first. Type to filter, Enter to open.";
+  qp.matchOnDescription = true;
+  qp.buttons = [PEEK_BUTTON];
+  qp.items = hits.map((hit) => ({ ...pickRow(hit, folders), hit, buttons: [SIDE_BUTTON] }));
+  qp.onDidAccept(() => {
+    const item = qp.selectedItems[0] ?? qp.activeItems[0];
+    if (!item) return;
+    qp.hide();
+    void openHit(c, item.hit);
+  });
+  qp.onDidTriggerItemButton((e) => {
+    qp.hide();
+    void openHit(c, e.item.hit, true);
+  });
+  qp.onDidTriggerButton(() => {
+    qp.hide();
+    void showLocationsAt(c, uri, position, answer);
+  });
+  qp.onDidHide(() => qp.dispose());
+  qp.show();
+}
+
 async function showLocationsAt(c: LanguageClient, uri: vscode.Uri, position: vscode.Position, answer: unknown): Promise<void> {
   const locations = toLocations(answer).map((l) => c.protocol2CodeConverter.asLocation(l));
   if (locations.length === 0) {
@@ -87,8 +184,7 @@ function createClient(): LanguageClient {
   const problems: string[] = [];
   const v = vars();
   const { command, args } = serverCommand(lookup, v, problems);
-  const { init, problems: settingProblems } = currentSettings();
-  problems.push(...settingProblems);
+  problems.push(...currentSettings().problems);
   for (const p of problems) output.appendLine(`settings: ${p}`);
   if (problems.length > 0) {
     void vscode.window.showWarningMessage(`sg: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more, see the sg output)` : ""}`);
@@ -99,15 +195,35 @@ function createClient(): LanguageClient {
 
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file" }],
-    initializationOptions: init,
+    // A function, so that a restart after a crash sends the settings as they are now, not as they were at start.
+    initializationOptions: () => currentSettings().init,
     outputChannel: output,
+    errorHandler: {
+      error: () => ({ action: ErrorAction.Continue }),
+      // The default handler restarts silently; say so, and stop after a few crashes in a row.
+      closed: () => {
+        const now = Date.now();
+        crashes = crashes.filter((t) => now - t < CRASH_WINDOW_MS);
+        crashes.push(now);
+        if (crashes.length > MAX_RESTARTS) {
+          statusBar?.show("stopped");
+          return {
+            action: CloseAction.DoNotRestart,
+            message: `sg: the language server stopped ${crashes.length} times in 3 minutes and will not be restarted. See the sg output; 'sg: Restart Server' tries again.`,
+          };
+        }
+        statusBar?.show("restarting");
+        void vscode.window.showWarningMessage("sg: the language server stopped unexpectedly; restarting it.");
+        return { action: CloseAction.Restart, handled: true };
+      },
+    },
     middleware: {
       // The server's "Find similar functions" code action runs sg.findSimilar; show its answer in the peek view.
       executeCommand: async (cmd, cmdArgs, next) => {
         const answer = await next(cmd, cmdArgs);
         const target = cmd === FIND_SIMILAR_COMMAND ? similarCommandTarget(cmdArgs) : undefined;
         if (target && client) {
-          await showLocationsAt(
+          await showSimilar(
             client,
             client.protocol2CodeConverter.asUri(target.uri),
             new vscode.Position(target.position.line, target.position.character),
@@ -126,14 +242,24 @@ function createClient(): LanguageClient {
       },
     },
   };
-  return new LanguageClient("sg", "sg", serverOptions, clientOptions);
+  const c = new LanguageClient("sg", "sg", serverOptions, clientOptions);
+  c.onDidChangeState((e) => {
+    if (e.newState === State.Running) {
+      statusBar?.refresh();
+    } else if (e.newState === State.Starting) {
+      statusBar?.show("starting");
+    }
+  });
+  return c;
 }
 
 async function startClient(): Promise<void> {
   client = createClient();
+  statusBar?.show("starting");
   try {
     await client.start();
   } catch (error) {
+    statusBar?.show("stopped");
     const { command, args } = serverCommand(lookup, vars());
     // Not awaited: activation must not wait for the user to dismiss the message.
     void vscode.window
@@ -160,10 +286,28 @@ async function stopClient(): Promise<void> {
       output?.appendLine(`stopping the server: ${errorText(error)}`);
     }
   }
+  statusBar?.show("stopped");
+}
+
+/** Waits while the client is (re)starting, e.g. right after a crash, instead of failing the command. */
+function settled(c: LanguageClient, timeoutMs = 60000): Promise<void> {
+  if (c.state !== State.Starting) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    const sub = c.onDidChangeState((e) => {
+      if (e.newState !== State.Starting) done();
+    });
+    function done(): void {
+      clearTimeout(timer);
+      sub.dispose();
+      resolve();
+    }
+  });
 }
 
 async function readyClient(): Promise<LanguageClient | undefined> {
   if (!client) await startClient();
+  if (client) await settled(client);
   if (!client || client.state !== State.Running) {
     void vscode.window.showErrorMessage("sg: the language server is not running. See the sg output, or run 'sg: Restart Server'.");
     return undefined;
@@ -193,7 +337,6 @@ async function searchCommand(): Promise<void> {
   qp.placeholder = "Describe the code you are looking for, e.g. \"parse the config file\"";
   qp.matchOnDescription = false;
   qp.matchOnDetail = false;
-  const sideButton: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon("split-horizontal"), tooltip: "Open to the side" };
 
   const runner = new LatestQuery<SearchResponse>({
     delayMs: SEARCH_DEBOUNCE_MS,
@@ -209,10 +352,9 @@ async function searchCommand(): Promise<void> {
       // stops it from re-sorting them.
       qp.items = results.map((hit) => {
         const row = pickRow(hit, folders);
-        return { ...row, label: unmatchable(row.label), alwaysShow: true, hit, buttons: [sideButton] };
+        return { ...row, label: unmatchable(row.label), alwaysShow: true, hit, buttons: [SIDE_BUTTON] };
       });
-      const ms = typeof answer?.elapsedMs === "number" ? ` in ${Math.round(answer.elapsedMs)} ms` : "";
-      qp.title = results.length > 0 ? `sg: ${results.length} results${ms}` : `sg: nothing found for "${query}"`;
+      qp.title = searchTitle(query, answer);
     },
     fail: (_query, error) => {
       if (isCancellation(error)) return;
@@ -273,7 +415,7 @@ async function findSimilarCommand(): Promise<void> {
       { location: vscode.ProgressLocation.Window, title: "sg: finding similar functions" },
       () => c.sendRequest(Methods.similar, similarParams(uri, { line: position.line, character: position.character })),
     );
-    await showLocationsAt(c, editor.document.uri, position, answer);
+    await showSimilar(c, editor.document.uri, position, answer);
   } catch (error) {
     void vscode.window.showErrorMessage(`sg: ${errorText(error)}`);
   }
@@ -347,18 +489,24 @@ async function reindexCommand(): Promise<void> {
   if (!c) return;
   try {
     await c.sendRequest(Methods.reindex, {});
+    statusBar?.refresh(STATUS_POLL_MS);
   } catch (error) {
     void vscode.window.showErrorMessage(`sg: ${errorText(error)}`);
   }
 }
 
 async function restartCommand(): Promise<void> {
+  crashes = [];
   await stopClient();
   await startClient();
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  statusBar = new StatusBar();
   context.subscriptions.push(
+    statusBar,
+    // A save re-indexes that file; show it in the status bar if it takes a while.
+    vscode.workspace.onDidSaveTextDocument(() => statusBar?.refresh(STATUS_POLL_MS)),
     vscode.commands.registerCommand("sg.search", searchCommand),
     vscode.commands.registerCommand("sg.findSimilarAtCursor", findSimilarCommand),
     vscode.commands.registerCommand("sg.tune", tuneCommand),
@@ -374,6 +522,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         const { init, problems } = currentSettings();
         for (const p of problems) output?.appendLine(`settings: ${p}`);
         await client.sendNotification(DidChangeConfigurationNotification.type, { settings: init });
+        statusBar?.refresh(STATUS_POLL_MS);
       }
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(async () => {

@@ -64,13 +64,19 @@ export function displayPath(uri: string, folderUris: readonly string[]): string 
   return uri;
 }
 
-/** One line of code from a snippet: the first lines that say something, whitespace collapsed. */
+/** Docstring quotes and comment markers: noise on a one-line preview. */
+const DOC_MARKERS = /[rRbBuU]?("""|\'\'\')|\/\*\*?|\*\/|^\s*\*(?=\s|$)|^\s*\/\/\/?|^\s*#+(?=\s|$)/g;
+
+/**
+ * One line from a snippet: the first lines that say something, whitespace collapsed, docstring quotes and
+ * comment markers dropped (so `def f(x): """Add one."""` reads `def f(x): Add one.`).
+ */
 export function compactSnippet(snippet: string, maxChars = 160): string {
   const lines = snippet
     .split(/\r?\n/)
-    .map((l) => l.trim())
+    .map((l) => l.replace(DOC_MARKERS, " ").trim())
     .filter((l) => l !== "");
-  let text = lines.join("  ").replace(/\s+/g, " ");
+  let text = lines.join(" ").replace(/\s+/g, " ");
   if (text.length > maxChars) {
     text = text.slice(0, maxChars - 1).trimEnd() + "…";
   }
@@ -107,10 +113,10 @@ export function pickRow(hit: SearchHit, folderUris: readonly string[]): PickRow 
   const path = displayPath(hit.uri, folderUris);
   const line = (hit.range?.start?.line ?? 0) + 1;
   const name = hit.symbol && hit.symbol.trim() !== "" ? hit.symbol : `${baseName(path)}:${line}`;
-  const score = Number.isFinite(hit.score) ? ` · ${formatScore(hit.score)}` : "";
+  // No score: the list is already in rank order, and a bare number (1.02, 0.0003) means nothing to a reader.
   return {
     label: `$(${kindIcon(hit.kind)}) ${name}`,
-    description: `${path}:${line}${score}`,
+    description: `${path}:${line}`,
     detail: compactSnippet(hit.snippet ?? ""),
   };
 }
@@ -195,4 +201,82 @@ export function statusSummary(status: StatusResponse): string {
   const jobs = countOf(status.jobs) ?? (typeof status.jobs === "object" && status.jobs !== null ? Object.keys(status.jobs).length : 0);
   if (jobs > 0) text += ` ${plural(jobs, "job")}.`;
   return text;
+}
+
+/** Thousands separators, the same on every locale (the status bar is read at a glance). */
+function count(n: number): string {
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+export interface StatusBarLabel {
+  text: string;
+  tooltip: string;
+}
+
+/** The status bar item: what sg is doing now, in a few words; details in the tooltip. */
+export function statusBarLabel(status: StatusResponse | undefined, server: "starting" | "running" | "stopped" | "restarting"): StatusBarLabel {
+  if (server === "starting") return { text: "$(sync~spin) sg: starting", tooltip: "sg: starting the language server" };
+  if (server === "restarting") {
+    return { text: "$(warning) sg: restarting", tooltip: "sg: the language server stopped unexpectedly and is being restarted" };
+  }
+  if (server === "stopped" || !status) {
+    return { text: "$(error) sg: stopped", tooltip: "sg: the language server is not running. Click to restart it." };
+  }
+  const folders = Array.isArray(status.folders) ? (status.folders as Record<string, unknown>[]) : [];
+  const failed = folders.find((f) => f.state === "error");
+  const files = countOf(status.files) ?? 0;
+  if (status.state === "indexing") {
+    const sofar = files > 0 ? ` (${count(files)} files so far)` : "";
+    return {
+      text: `$(sync~spin) sg: indexing${sofar}`,
+      tooltip: "sg is indexing the workspace; searches meanwhile use what is indexed so far.",
+    };
+  }
+  if (failed) {
+    return { text: "$(warning) sg: index error", tooltip: `sg: ${String(failed.name ?? "")}: ${String(failed.error ?? "error")}` };
+  }
+  return { text: `$(search) sg: ${count(files)} files`, tooltip: `${statusSummary(status)}\nClick for details.` };
+}
+
+/**
+ * The mode as the user should read it: the server answers "hybrid" even when no model is loaded (its `model`
+ * is then "lexical"), which would suggest a semantic search that did not happen.
+ */
+export function modeLabel(answer: { mode?: unknown; model?: unknown } | undefined): string {
+  const mode = typeof answer?.mode === "string" ? answer.mode : "";
+  if (mode && mode !== "lexical" && answer?.model === "lexical") return "lexical (no model)";
+  return mode;
+}
+
+/** The QuickPick title after a search, e.g. "sg: 3 results · lexical · 27 ms · still indexing". */
+export function searchTitle(
+  query: string,
+  answer: { results?: unknown[]; mode?: unknown; model?: unknown; elapsedMs?: unknown; notes?: unknown } | undefined,
+): string {
+  const n = Array.isArray(answer?.results) ? answer.results.length : 0;
+  const parts = [n > 0 ? `sg: ${plural(n, "result")}` : `sg: nothing found for "${query}"`];
+  const mode = modeLabel(answer);
+  if (mode) parts.push(mode);
+  if (typeof answer?.elapsedMs === "number") parts.push(`${Math.round(answer.elapsedMs)} ms`);
+  const notes = Array.isArray(answer?.notes) ? answer.notes.map(String) : [];
+  if (notes.some((t) => t.includes("still indexing"))) parts.push("still indexing");
+  return parts.join(" · ");
+}
+
+/** Hits from a "similar" answer that can be listed like search results ({results: [...]}); [] for bare locations. */
+export function similarHits(answer: unknown): SearchHit[] {
+  const results = typeof answer === "object" && answer !== null ? (answer as { results?: unknown }).results : undefined;
+  if (!Array.isArray(results)) return [];
+  return results.filter(
+    (h): h is SearchHit => typeof h === "object" && h !== null && typeof (h as SearchHit).uri === "string" && isRange((h as SearchHit).range),
+  );
+}
+
+/** The title of the similar-functions list, e.g. "sg: 10 similar functions · lexical". */
+export function similarTitle(answer: { results?: unknown[]; mode?: unknown; model?: unknown } | undefined): string {
+  const n = Array.isArray(answer?.results) ? answer.results.length : 0;
+  const parts = [`sg: ${n} similar function${n === 1 ? "" : "s"}`];
+  const mode = modeLabel(answer);
+  if (mode) parts.push(mode);
+  return parts.join(" · ");
 }

@@ -41,7 +41,12 @@ export interface SearchHit {
 
 export interface SearchResponse {
   results: SearchHit[];
+  /** The models' names, or "lexical" when none was used. */
   model?: unknown;
+  /** The mode the server actually used (it falls back to lexical without a model). */
+  mode?: string;
+  /** Why results may be partial, e.g. "proj: still indexing; results come from what is indexed so far". */
+  notes?: string[];
   elapsedMs?: number;
 }
 

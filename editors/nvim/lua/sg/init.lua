@@ -170,7 +170,8 @@ local function show_results(title, results, encoding, event)
   local items = M.to_qf_items(results, encoding)
   vim.fn.setqflist({}, " ", { title = title, items = items })
   if #items == 0 then
-    notify(title .. ": nothing found")
+    -- The title already starts with "sg: ", and notify() adds it too.
+    vim.notify(title .. ": nothing found", vim.log.levels.INFO)
   elseif M.config.open_quickfix then
     vim.cmd("botright copen")
   end
@@ -360,6 +361,34 @@ function M.update_settings(settings)
   end
 end
 
+local group = vim.api.nvim_create_augroup("sg", { clear = true })
+
+-- Crash times (seconds) within the last few minutes: restart after a crash, but not forever.
+local crashes = {}
+local MAX_RESTARTS, CRASH_WINDOW_S = 4, 180
+local restart -- set below: restarts the server for every buffer it served
+
+--- Neovim does not restart a language server that dies; sg does, and says so.
+local function on_exit(code, signal, _client_id)
+  -- A requested stop (or quitting nvim) exits cleanly; only a crash or a kill leaves a code or a signal.
+  if (code == 0 and signal == 0) or vim.v.exiting ~= vim.NIL then
+    return
+  end
+  local now = vim.uv.now() / 1000
+  crashes = vim.tbl_filter(function(t) return now - t < CRASH_WINDOW_S end, crashes)
+  crashes[#crashes + 1] = now
+  local how = signal ~= 0 and ("signal " .. signal) or ("exit code " .. code)
+  vim.schedule(function()
+    if #crashes > MAX_RESTARTS then
+      notify(("the language server stopped (%s), %d times in %d minutes; not restarting it. :LspLog has details; "
+        .. ":edit a file to try again."):format(how, #crashes, CRASH_WINDOW_S / 60), vim.log.levels.ERROR)
+      return
+    end
+    notify(("the language server stopped (%s); restarting it."):format(how), vim.log.levels.WARN)
+    restart()
+  end)
+end
+
 local function lsp_config()
   local settings = as_object(M.config.settings)
   return {
@@ -370,10 +399,9 @@ local function lsp_config()
     -- Answers workspace/configuration for section "sg" with the same tree.
     settings = { sg = settings },
     commands = { [FIND_SIMILAR] = find_similar_command },
+    on_exit = on_exit,
   }
 end
-
-local group = vim.api.nvim_create_augroup("sg", { clear = true })
 
 local function start_legacy(bufnr)
   if vim.bo[bufnr].buftype ~= "" then
@@ -391,6 +419,16 @@ local function start_legacy(bufnr)
   config.root_dir = root
   config.workspace_folders = { { uri = vim.uri_from_fname(root), name = root } }
   vim.lsp.start(config, { bufnr = bufnr })
+end
+
+restart = function()
+  -- vim.lsp.start in both modes: with vim.lsp.enable, a later FileType finds this client (same name and root)
+  -- and reuses it.
+  for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_is_loaded(bufnr) then
+      start_legacy(bufnr)
+    end
+  end
 end
 
 local function setup_progress()
@@ -428,6 +466,7 @@ function M.setup(opts)
   vim.api.nvim_clear_autocmds({ group = group })
   setup_progress()
 
+  crashes = {}
   local use_config = M.config.method ~= "start" and has_011 and vim.lsp.config ~= nil and vim.lsp.enable ~= nil
   if use_config then
     local config = lsp_config()

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { compactSnippet, displayPath, formatScore, kindIcon, pickRow, statusSummary, toLocations, unmatchable } from "../../src/format";
+import { compactSnippet, displayPath, kindIcon, pickRow, statusSummary, toLocations, unmatchable } from "../../src/format";
 import type { SearchHit } from "../../src/protocol";
 
 const range = (l1: number, c1: number, l2: number, c2: number) => ({
@@ -25,7 +25,7 @@ test("compactSnippet keeps the first lines on one line and trims long text", () 
   assert.ok(long.endsWith("…"));
 });
 
-test("pickRow shows symbol, path:line, score and snippet", () => {
+test("pickRow shows symbol, path:line and snippet, no raw score", () => {
   const hit: SearchHit = {
     uri: "file:///ws/src/config.py",
     range: range(9, 0, 20, 0),
@@ -37,7 +37,7 @@ test("pickRow shows symbol, path:line, score and snippet", () => {
   };
   assert.deepEqual(pickRow(hit, ["file:///ws"]), {
     label: "$(symbol-function) load_config",
-    description: "src/config.py:10 · 0.83",
+    description: "src/config.py:10",
     detail: "def load_config(path): ...",
   });
   const noSymbol = pickRow({ ...hit, symbol: "", kind: "window" }, ["file:///ws"]);
@@ -71,13 +71,6 @@ test("statusSummary reads counts, lists and models", () => {
     statusSummary({ state: "ready", files: 1, models: [{ route: "code", model: "" }], jobs: { "1": { state: "running" } } }),
     "sg is ready: 1 file. Models: code=lexical only. 1 job.",
   );
-});
-
-test("formatScore keeps small lexical scores readable", () => {
-  assert.equal(formatScore(0.8312), "0.83");
-  assert.equal(formatScore(1.05), "1.05");
-  assert.equal(formatScore(0), "0");
-  assert.equal(formatScore(2.637e-6), "2.6e-6");
 });
 
 test("unmatchable keeps the icon and hides the text from QuickPick's matcher", () => {
