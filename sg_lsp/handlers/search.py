@@ -206,14 +206,17 @@ async def code_action(ls: SgLanguageServer, params: types.CodeActionParams) -> l
 
     def run(cancel: threading.Event) -> list[types.CodeAction]:
         # sg/similar's rule (Engine.chunk_at): the action is offered when that chunk is a function or a method,
-        # and its command carries the same position, so it finds similar code for the same chunk.
-        col = LineReader(ls).client_col_to_cp(folder, rel, start.line, start.character)
+        # and its command carries the chunk's own start, which chunk_at resolves to the same chunk, and where the
+        # editor opens the peek view.
+        reader = LineReader(ls)
+        col = reader.client_col_to_cp(folder, rel, start.line, start.character)
         with folder.use(wait=0.5) as eng:
             target = eng.chunk_at(rel, start.line + 1, col)
         if target is None or target.kind not in ("function", "method"):
             return []
         title = "Find similar functions"
-        where = {"textDocument": {"uri": uri}, "position": {"line": start.line, "character": start.character}}
+        at = reader.position(folder, rel, target.start_line, target.start_col)
+        where = {"textDocument": {"uri": uri}, "position": {"line": at.line, "character": at.character}}
         return [types.CodeAction(title=title, command=types.Command(
             title=title, command=CMD_FIND_SIMILAR, arguments=[where]))]
 

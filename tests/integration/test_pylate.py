@@ -77,8 +77,18 @@ def test_models_report_says_pylate() -> None:
 
 
 def test_no_pylate_import() -> None:
-    _embedder("modernbert")[0].embed_queries(["x"])
-    assert "pylate" not in sys.modules and "sentence_transformers" not in sys.modules
+    """In a fresh process: other tests in this session import sentence-transformers themselves."""
+    code = ("import sys\n"
+            "from engine.embed.registry import load_embedders\n"
+            "from engine.settings import ModelSettings\n"
+            f"embs, _ = load_embedders(ModelSettings(model_path={str(FIXTURES / 'modernbert')!r}, precision='fp32'),"
+            " eager=True)\n"
+            "embs['code'].embed_queries(['x'])\n"
+            "print(sorted(m for m in ('pylate', 'sentence_transformers') if m in sys.modules))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_sg_search_through_maxsim(tmp_path: Path) -> None:
