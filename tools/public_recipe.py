@@ -33,7 +33,8 @@ if __package__ in (None, ""):  # run as a script (python tools/public_recipe.py)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.errors import ConfigError  # noqa: E402
-from engine.tune.config import LoraSettings, MiningConfig, TrainSettings, _merge  # noqa: E402
+from engine.settings import merge_into  # noqa: E402
+from engine.tune.config import LoraSettings, MiningConfig, TrainSettings  # noqa: E402
 from engine.tune.mine import (MineStats, Pair, first_sentence, python_docstring, read_jsonl,  # noqa: E402
                               write_jsonl)
 
@@ -126,9 +127,9 @@ def load_public_config(path: str | Path, overrides: dict | None = None) -> Publi
             specs.append(PackageSpec(*m.groups()))
         else:
             specs.append(PackageSpec(str(item["name"]), str(item["version"]), str(item["license"])))
-    _merge(cfg, data, "")
+    merge_into(cfg, data)
     if overrides:
-        _merge(cfg, overrides, "")
+        merge_into(cfg, overrides)
     cfg.packages = check_packages(specs)
     return cfg
 
