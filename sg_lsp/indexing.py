@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from engine import Engine, IndexReport
 
@@ -230,9 +231,15 @@ def start_warmup(ls: SgLanguageServer, folder: Folder, eng: Engine) -> None:
 def warm_models(ls: SgLanguageServer, folder: Folder, eng: Engine) -> None:
     """Load the models (Engine.load_models never raises for a model that cannot load) and tell the user what
     came of it: lexical search only when they failed, and any per-route note (a fallback model, say)."""
-    state, why = eng.load_models()
+    try:
+        with folder.use(wait=0) as current:  # a user of the engine: a re-open cannot close it while it loads
+            if current is not eng:
+                return  # re-opened meanwhile: the new engine warms its own models
+            state, why = eng.load_models()
+    except JsonRpcException:
+        return  # the folder closed
     if folder.engine is not eng:
-        return  # re-opened meanwhile: the new engine warms its own models
+        return
     if state == "failed":
         ls.tell_user(types.MessageType.Error, f"sg ({folder.name}): no embedding model: {why}; "
                                               "searching lexically only")

@@ -22,10 +22,10 @@ async def sg_status(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
         for f in list(ls.folders.values()):
             entry: dict[str, Any] = {"uri": f.uri, "name": f.name, "state": f.state, "error": f.error,
                                      "modelsLoaded": False, "complete": f.index_complete, "lastIndex": f.last_report}
-            eng = f.engine
-            if eng is not None:
-                try:
-                    st = eng.status()
+            if f.engine is not None:
+                try:  # held through use(): a settings change may retire and close this engine meanwhile
+                    with f.use(wait=0) as eng:
+                        st = eng.status()
                 except Exception as exc:
                     st = {"error": str(exc)}
                 entry.update({k: st.get(k) for k in ("files", "chunks", "skipped", "vectors", "models", "index")})
