@@ -56,8 +56,10 @@ def locate(name_or_path: str) -> Path:
     # The cache layout read directly: importing huggingface_hub costs ~1 s of every cold start, and the
     # configured hub models are usually absent (the offline default serves instead).
     repo_dir = hf_cache_dir() / ("models--" + name_or_path.replace("/", "--"))
+    missing = (f"{name_or_path} is not in the local Hugging Face cache ({display_cache_dir()}; "
+               f"`sg models pull {name_or_path}` fetches it)")
     if not repo_dir.is_dir():
-        raise ModelError(f"{name_or_path} is not in the local Hugging Face cache ({display_cache_dir()})")
+        raise ModelError(missing)
     try:
         rev = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
     except OSError:
@@ -70,10 +72,11 @@ def locate(name_or_path: str) -> Path:
 
         found = snapshot_download(name_or_path, cache_dir=str(hf_cache_dir()), local_files_only=True)
     except Exception as exc:  # LocalEntryNotFoundError, a malformed id, a half-written cache entry
-        raise ModelError(f"{name_or_path} is not in the local Hugging Face cache ({display_cache_dir()})") from exc
+        raise ModelError(missing) from exc
     snap = Path(found)
     if not (snap / "config.json").is_file() and not (snap / "modules.json").is_file():
-        raise ModelError(f"{name_or_path} is only partly in the local Hugging Face cache ({snap}): no config.json")
+        raise ModelError(f"{name_or_path} is only partly in the local Hugging Face cache ({snap}): no config.json; "
+                         f"`sg models pull {name_or_path}` completes it")
     return snap
 
 
@@ -277,7 +280,8 @@ def check_remote_code(name: str, directory: Path, config: dict) -> None:
                 base = locate(repo)
             except ModelError as exc:
                 raise ModelError(f"{name} runs code from {repo}, which is not in the local Hugging Face cache "
-                                 f"({display_cache_dir()})") from exc
+                                 f"({display_cache_dir()}; `sg models pull {name} --trust-remote-code` fetches "
+                                 "both)") from exc
         else:
             base = directory
         path = base / (module.replace(".", "/") + ".py")
