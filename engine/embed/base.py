@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -32,9 +33,22 @@ class Embedder(Protocol):
 
 
 class LoadsOnce:
-    """`load()` runs the subclass's `_load()` once, under `self._lock`; a failure is remembered and raised again on
-    every later call (a broken model is reported each time, not reloaded each time). Subclasses set `_lock`,
-    `_loaded = False` and `_error = None`."""
+    """`load()` runs the subclass's `_load()` once, under a lock; a failure is remembered and raised again on every
+    later call (a broken model is reported each time, not reloaded each time). `_from_recipe` sets what every
+    embedder over a recipe has: its name, size and source, batching, and the loading state."""
+
+    def _from_recipe(self, recipe, threads: int, batch_size: int) -> None:
+        self.recipe = recipe
+        self.name = recipe.name
+        self.dim = recipe.dim
+        self.multi_vector = recipe.multi_vector
+        self.max_length = recipe.max_length
+        self.batch_size = max(1, batch_size)
+        self.threads = threads
+        self.source = str(recipe.directory)
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._error: ModelError | None = None
 
     def load(self):
         """Load tokenizer and weights now (otherwise the first embed call does). Raises ModelError."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -106,15 +105,8 @@ class OrtEmbedder(LoadsOnce):
                  fallback: Callable[[], object] | None = None, log: Callable[[str], None] | None = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown ONNX variant {variant!r}")
-        self.recipe = recipe
+        self._from_recipe(recipe, threads, batch_size)
         self.variant = variant
-        self.name = recipe.name
-        self.dim = recipe.dim
-        self.multi_vector = recipe.multi_vector
-        self.max_length = recipe.max_length
-        self.batch_size = max(1, batch_size)
-        self.threads = threads
-        self.source = str(recipe.directory)
         self.base_ident = base_ident
         if variant == "fp32":
             self.ident = base_ident
@@ -129,9 +121,6 @@ class OrtEmbedder(LoadsOnce):
         self._fallback_factory = fallback
         self._fallback = None
         self._log = log
-        self._lock = threading.Lock()
-        self._loaded = False
-        self._error: ModelError | None = None
 
     def __repr__(self) -> str:
         return f"<OrtEmbedder {self.ident} {self.variant} dim={self.dim}>"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import string
-import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,18 +115,8 @@ class TransformerEmbedder(LoadsOnce):
     """An Embedder (see base.py) over a transformers encoder. Thread-safe; loads lazily."""
 
     def __init__(self, recipe: Recipe, *, threads: int = 0, batch_size: int = 32) -> None:
-        self.recipe = recipe
-        self.name = recipe.name
-        self.dim = recipe.dim
-        self.multi_vector = recipe.multi_vector
-        self.max_length = recipe.max_length
-        self.batch_size = max(1, batch_size)
-        self.threads = threads
-        self.source = str(recipe.directory)
+        self._from_recipe(recipe, threads, batch_size)
         self.ident = f"{recipe.name}@{files.files_digest(recipe.hashed_files(), recipe.salt())}"
-        self._lock = threading.Lock()
-        self._loaded = False
-        self._error: ModelError | None = None
         self._trace: tuple | None = None  # (the model traced, its traced query function or None)
 
     def __repr__(self) -> str:

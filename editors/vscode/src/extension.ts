@@ -152,16 +152,7 @@ async function showSimilar(c: LanguageClient, uri: vscode.Uri, position: vscode.
   qp.matchOnDescription = true;
   qp.buttons = [PEEK_BUTTON];
   qp.items = hits.map((hit) => ({ ...pickRow(hit, folders), hit, buttons: [SIDE_BUTTON] }));
-  qp.onDidAccept(() => {
-    const item = qp.selectedItems[0] ?? qp.activeItems[0];
-    if (!item) return;
-    qp.hide();
-    void openHit(c, item.hit);
-  });
-  qp.onDidTriggerItemButton((e) => {
-    qp.hide();
-    void openHit(c, e.item.hit, true);
-  });
+  openHitsFrom(c, qp);
   qp.onDidTriggerButton(() => {
     qp.hide();
     void showLocationsAt(c, uri, position, answer);
@@ -319,6 +310,20 @@ interface HitItem extends vscode.QuickPickItem {
   hit: SearchHit;
 }
 
+/** Enter opens the chosen hit; its side button opens it beside the current editor. */
+function openHitsFrom(c: LanguageClient, qp: vscode.QuickPick<HitItem>): void {
+  qp.onDidAccept(() => {
+    const item = qp.selectedItems[0] ?? qp.activeItems[0];
+    if (!item) return;
+    qp.hide();
+    void openHit(c, item.hit);
+  });
+  qp.onDidTriggerItemButton((e) => {
+    qp.hide();
+    void openHit(c, e.item.hit, true);
+  });
+}
+
 async function openHit(c: LanguageClient, hit: SearchHit, sideBySide = false): Promise<void> {
   const uri = c.protocol2CodeConverter.asUri(hit.uri);
   const range = c.protocol2CodeConverter.asRange(hit.range);
@@ -375,16 +380,7 @@ async function searchCommand(): Promise<void> {
       runner.update(value);
     }
   });
-  qp.onDidAccept(() => {
-    const item = qp.selectedItems[0] ?? qp.activeItems[0];
-    if (!item) return;
-    qp.hide();
-    void openHit(c, item.hit);
-  });
-  qp.onDidTriggerItemButton((e) => {
-    qp.hide();
-    void openHit(c, e.item.hit, true);
-  });
+  openHitsFrom(c, qp);
   qp.onDidHide(() => {
     runner.dispose();
     qp.dispose();

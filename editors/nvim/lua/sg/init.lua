@@ -486,11 +486,7 @@ function M.setup(opts)
         start_legacy(ev.buf)
       end,
     })
-    for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
-      if vim.api.nvim_buf_is_loaded(bufnr) then
-        start_legacy(bufnr)
-      end
-    end
+    restart() -- the buffers already loaded
   end
 end
 
