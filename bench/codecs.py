@@ -30,7 +30,7 @@ from engine.embed.transformer import TransformerEmbedder  # noqa: E402
 from engine.eval import load_spec, rank_of  # noqa: E402
 from engine.records import Hit  # noqa: E402
 from engine.score import maxsim_packed  # noqa: E402
-from engine.search import render_for_embedding  # noqa: E402
+from engine import render_for_embedding  # noqa: E402
 
 
 def run_spec(name: str, emb: TransformerEmbedder, candidates: int) -> list[dict]:

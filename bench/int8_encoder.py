@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._spec import BENCH, SPECS, corpus_chunks  # noqa: E402
 from engine.embed.registry import load_embedders  # noqa: E402
 from engine.eval import run_eval  # noqa: E402
-from engine.search import Engine, render_for_embedding  # noqa: E402
+from engine import Engine, render_for_embedding  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 
 

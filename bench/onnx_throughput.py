@@ -34,10 +34,7 @@ PATHS = ["torch-fp32", "torch-bf16", "torch-int8"] + [f"onnx-{v}" for v in VARIA
 
 
 def rendered(n: int) -> list[str]:
-    try:
-        from engine.embed.render import render_for_embedding
-    except ImportError:
-        from engine.search import render_for_embedding
+    from engine import render_for_embedding
     files = sorted((BENCH / "cosqa" / "corpus").iterdir())[:n]
     chunks = []
     for f in files:

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.search import Engine, render_for_embedding  # noqa: E402
+from engine import Engine, render_for_embedding  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 
 DEFAULT_QUERIES = ["read a json file", "retry with exponential backoff", "parse command line arguments",

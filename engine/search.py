@@ -15,7 +15,6 @@ import numpy as np
 
 from . import route, tokenize
 from .embed.base import ROUTES, Embedder, ModelReport
-from .embed.render import render_for_embedding  # noqa: F401  (re-export: bench/speed.py, codecs.py, int8_encoder.py, tools/public_recipe.py)
 from .errors import BadQuery, ModelError, SgError
 from .indexer import IndexReport, Indexer
 from .backends import make_backend

@@ -365,7 +365,7 @@ def mine_package(src: Path, name: str, cfg: PublicConfig, prints: BenchPrints, i
                  stats: MineStats) -> tuple[list[Pair], int]:
     """Pairs from one extracted package (lexical-only index, engine chunker, engine.tune.mine), leak-filtered."""
     from engine import Engine, load_settings
-    from engine.search import render_for_embedding
+    from engine import render_for_embedding
     from engine.tune.mine import mine_pairs
 
     settings = load_settings(None, {"models": {"enabled": False}, "index": {"index_dir": str(index_dir)}})
