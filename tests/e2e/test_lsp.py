@@ -562,6 +562,31 @@ async def test_real_model_semantic_search_and_similar(tmp_path: Path):
 
 
 @pytest.mark.asyncio
+async def test_pylate_model_serves_sg_search_through_maxsim(tmp_path: Path):
+    """A PyLate ColBERT directory (models.model_path) answers sg/search through the multi-vector MaxSim path."""
+    model = ROOT / "tests" / "fixtures" / "pylate" / "bert"
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "config.py").write_text("def parse_config(path):\n    with open(path) as f:\n        return json.load(f)\n")
+    (root / "retry.py").write_text("def retry(request):\n    # exponential backoff when the server returns 503\n"
+                                   "    return request\n")
+    (root / "notes.md").write_text("# Notes\n\nThe quick brown fox jumps over the lazy dog.\n")
+    client = await start(config(), root, {"models": {"model_path": str(model), "threads": 1}})
+    try:
+        await wait_ready(client, timeout=90)
+        status = await request(client, "sg/status")
+        assert status["models"]["code"] == str(model), status["models"]
+        for mode in ("semantic", "hybrid"):
+            res = await search(client, "parse config json", mode=mode, explain=True)
+            top = res["results"][0]
+            assert top["path"].endswith("config.py"), res
+            assert top["explanation"].get(f"sem:{model}", 0) > 0, top["explanation"]
+            assert res["mode"] == mode and res["model"] != "lexical", res
+    finally:
+        await stop(client)
+
+
+@pytest.mark.asyncio
 async def test_models_warm_up_as_soon_as_the_folder_opens(tmp_path: Path):
     root = write_workspace(tmp_path)
     # The test hook holds the index before its lexical pass: the models must load meanwhile, not after it.
