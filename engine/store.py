@@ -360,7 +360,9 @@ class Store:
         """(chunk id, pooled vector blob) for chunks of `routes` that have a vector in `space`."""
         con = con or self._con()
         marks = ",".join("?" * len(routes))
-        sql = (f"SELECT c.id, v.vec FROM chunks c JOIN vectors v ON v.space = ? AND v.hash = c.hash "
+        # CROSS JOIN keeps chunks the outer loop: for a list of ids SQLite's planner otherwise walks every vector
+        # of the space (reading each blob) and joins back to chunks, 20-40x slower at a few thousand chunks.
+        sql = (f"SELECT c.id, v.vec FROM chunks c CROSS JOIN vectors v ON v.space = ? AND v.hash = c.hash "
                f"WHERE c.route IN ({marks})")
         if ids is None:
             yield from con.execute(sql, (space, *routes))
@@ -369,14 +371,16 @@ class Store:
             part = ids[start:start + 500]
             yield from con.execute(sql + f" AND c.id IN ({','.join('?' * len(part))})", (space, *routes, *part))
 
+    TOKENS_SQL = "SELECT c.id, v.tokens FROM chunks c CROSS JOIN vectors v ON v.space = ? AND v.hash = c.hash " \
+                 "WHERE c.id IN ({marks})"  # CROSS JOIN: chunks by id first (see vectors_for_chunks)
+
     def token_blobs(self, space: str, ids: list[int], con: sqlite3.Connection | None = None) -> dict[int, bytes]:
+        """The stored token-vector blob of each chunk id that has one in `space` (the MaxSim rerank's input)."""
         con = con or self._con()
         out: dict[int, bytes] = {}
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
-            marks = ",".join("?" * len(part))
-            for cid, blob in con.execute(f"SELECT c.id, v.tokens FROM chunks c JOIN vectors v ON v.space = ? "
-                                         f"AND v.hash = c.hash WHERE c.id IN ({marks})", (space, *part)):
+            for cid, blob in con.execute(self.TOKENS_SQL.format(marks=",".join("?" * len(part))), (space, *part)):
                 if blob is not None:
                     out[cid] = blob
         return out
