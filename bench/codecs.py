@@ -1,13 +1,14 @@
 """Token-vector codecs: bytes per stored token vector and the MRR@10 each costs against fp32, in one run.
 
-    python bench/codecs.py [--specs cosqa repo-click repo-pytest] [--candidates 100] [--threads 0]
+    python bench/codecs.py [--specs cosqa repo-click repo-pytest] [--candidates 100] [--threads 0] [--model-path DIR]
 
-The offline MiniLM is run as a multi-vector model (its normalised last-layer token vectors), exactly as sg stores
-token vectors for XTR / Jina-ColBERT: each chunk's matrix is encoded with every codec (fp32, fp16, int8, pq with
+With --model-path, the late-interaction model there (a PyLate or Stanford ColBERT directory, as sg serves it).
+Without, the offline MiniLM is run as a multi-vector model (its normalised last-layer token vectors), exactly as
+sg stores token vectors for XTR / Jina-ColBERT. Each chunk's matrix is encoded with every codec (fp32, fp16, int8, pq with
 the default 64 subspaces, pq with 32), the top `--candidates` chunks by pooled cosine are re-ranked by exact
-MaxSim on the decoded vectors, and MRR@10 is compared with fp32. MiniLM was not trained for MaxSim (it ranks
-worse than its pooled vector), so the absolute MRR is not the point: the loss each codec adds is. Writes
-bench/results/codecs.json.
+MaxSim on the decoded vectors, and MRR@10 is compared with fp32. Plain MiniLM was not trained for MaxSim (it
+ranks worse than its pooled vector), so there the absolute MRR is not the point: the loss each codec adds is.
+Writes bench/results/codecs.json (codecs-<model dir name>.json with --model-path).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from engine.embed.transformer import TransformerEmbedder  # noqa: E402
 from engine.eval import load_spec, rank_of  # noqa: E402
 from engine.records import Hit  # noqa: E402
 from engine.score import maxsim_packed  # noqa: E402
-from engine import render_for_embedding  # noqa: E402
+from engine import load_settings, render_for_embedding  # noqa: E402
+from engine.embed.precision import cpu_flags  # noqa: E402
+from engine.embed.registry import load_embedders  # noqa: E402
 
 
-def run_spec(name: str, emb: TransformerEmbedder, candidates: int) -> list[dict]:
+def run_spec(name: str, emb, candidates: int) -> list[dict]:
     spec = load_spec(BENCH / SPECS[name])
     chunks = corpus_chunks(spec.corpus)
     t0 = time.perf_counter()
@@ -79,13 +82,22 @@ def main() -> int:
     ap.add_argument("--specs", nargs="*", default=["cosqa", "repo-click", "repo-pytest"])
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--model-path", help="a late-interaction model directory (default: plain MiniLM's tokens)")
     args = ap.parse_args()
-    recipe = dataclasses.replace(default_recipe(False), multi_vector=True)
-    emb = TransformerEmbedder(recipe, threads=args.threads).load()
+    if args.model_path:
+        settings = load_settings(None, {"models": {"model_path": args.model_path, "threads": args.threads}})
+        emb = load_embedders(settings.models, eager=True)[0]["code"]
+        if emb is None or not emb.multi_vector:
+            raise SystemExit(f"{args.model_path}: not a multi-vector model sg can load")
+    else:
+        recipe = dataclasses.replace(default_recipe(False), multi_vector=True)
+        emb = TransformerEmbedder(recipe, threads=args.threads).load()
+    print(f"CPU: {', '.join(cpu_flags())}; model {emb.name}, {emb.dim}-d", flush=True)
     rows = [r for name in args.specs for r in run_spec(name, emb, args.candidates)]
-    out = Path(__file__).resolve().parent / "results" / "codecs.json"
+    name = f"codecs-{Path(args.model_path).name}.json" if args.model_path else "codecs.json"
+    out = Path(__file__).resolve().parent / "results" / name
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
+    out.write_text(json.dumps({"cpu_flags": cpu_flags(), "model": emb.name, "rows": rows}, indent=1))
     print(f"wrote {out}")
     return 0
 

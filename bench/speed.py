@@ -4,6 +4,13 @@ token, peak RSS.
 
     python bench/speed.py --corpus ../shared/bench/cosqa/corpus [--queries ../shared/bench/cosqa/dev.json]
     python bench/speed.py --corpus .venv/lib/python3.11/site-packages --name site-packages   # a large real store
+    python bench/speed.py --corpus ../shared/bench/cosqa/corpus --model-path DIR --scale 100000   # a 100K store
+
+--model-path and --codec pick the model and the token codec (index.token_codec) as `sg` would. --scale N builds
+a store of about N chunks from copies of the corpus (each copy under its own directory, so the lexical index,
+the store and hnswlib really hold N chunks); embedding N chunks would take hours here, so the document vectors
+are the model's real vectors of the corpus's own chunks, replayed with a little noise (each copy's chunk gets
+a different one), while every query is encoded by the real model. Latency, not quality, is what it measures.
 
 Writes bench/results/speed-<name>.json.
 """
@@ -11,19 +18,23 @@ Writes bench/results/speed-<name>.json.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import json
 import resource
+import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import Engine, render_for_embedding  # noqa: E402
+from engine.embed.precision import cpu_flags  # noqa: E402
+from engine.embed.registry import load_embedders  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 
 DEFAULT_QUERIES = ["read a json file", "retry with exponential backoff", "parse command line arguments",
@@ -37,6 +48,64 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+class Replay:
+    """Stands in for a model's document side at --scale: a real vector of the corpus, picked by the text's hash,
+    plus noise. Queries go to the real model."""
+
+    def __init__(self, model, pool: list, seed: int = 0):
+        import numpy as np
+
+        self._np, self.model, self.pool = np, model, pool
+        for attr in ("name", "ident", "dim", "multi_vector", "max_length"):
+            setattr(self, attr, getattr(model, attr))
+        self.rng = np.random.default_rng(seed)
+
+    def embed_queries(self, texts):
+        return self.model.embed_queries(texts)
+
+    def count_tokens(self, texts):
+        return self.model.count_tokens(texts)
+
+    def embed_documents(self, texts):
+        np = self._np
+        out = []
+        for t in texts:
+            v = self.pool[zlib.crc32(t.encode("utf-8", "replace")) % len(self.pool)]
+            v = v + 0.02 * self.rng.standard_normal(v.shape).astype(np.float32)
+            out.append(v / np.linalg.norm(v, axis=-1, keepdims=True))
+        return out if self.multi_vector else np.stack(out)
+
+
+def scaled_corpus(corpus: Path, dest: Path, target: int, chunks_per_copy: int) -> Path:
+    """Copies of `corpus` under dest/cNN/ until about `target` chunks (kept between runs)."""
+    copies = max(1, -(-target // max(chunks_per_copy, 1)))
+    for i in range(copies):
+        d = dest / f"c{i:02d}"
+        if not d.exists():
+            shutil.copytree(corpus, d)
+    return dest
+
+
+def replay_engine(corpus: str, settings, scale: int, work: Path):
+    """An engine over about `scale` chunks of copies of `corpus`, its document vectors replayed (see Replay)."""
+    embedders, reports = load_embedders(settings.models, eager=True)
+    base = Engine(corpus, settings, embedders=(embedders, reports))
+    chunks = list(base.iter_chunks()) if base.status()["chunks"] else []
+    if not chunks:
+        base.index(embed=False)
+        chunks = list(base.iter_chunks())
+    sample = chunks[:: max(1, len(chunks) // 2000)][:2000]
+    replayed = {}
+    for route, emb in embedders.items():
+        if emb is not None:
+            pool = emb.embed_documents([render_for_embedding(c) for c in sample])
+            replayed[route] = Replay(emb, list(pool))
+    base.close()
+    root = scaled_corpus(Path(corpus), work / "corpus", scale, len(chunks))
+    settings.index.index_dir = str(work / "index")
+    return Engine(root, settings, embedders=(replayed, reports)), root
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", required=True)
@@ -46,12 +115,31 @@ def main() -> int:
     ap.add_argument("--index-dir", help="reuse an index (default: a fresh temp dir)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads for the encoder (0: torch's default)")
     ap.add_argument("--modes", nargs="*", default=["lexical", "semantic", "hybrid"])
+    ap.add_argument("--model-path", help="serve this model (models.model_path) instead of the default")
+    ap.add_argument("--codec", help="index.token_codec for a multi-vector model (fp32, fp16, int8, pq)")
+    ap.add_argument("--scale", type=int, default=0, help="build a store of about this many chunks (see above)")
+    ap.add_argument("--runtime", choices=("auto", "torch", "onnx"), help="models.runtime (default: auto)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), help="models.precision (default: auto)")
     args = ap.parse_args()
-    name = args.name or Path(args.corpus).name
+    name = args.name or Path(args.corpus).name + (f"-{args.scale}" if args.scale else "")
     index_dir = Path(args.index_dir or tempfile.mkdtemp(prefix="sg-speed-"))
-    settings = load_settings(None, {"index": {"index_dir": str(index_dir)}, "models": {"threads": args.threads}})
-    eng = Engine(args.corpus, settings)
-    out: dict = {"corpus": str(Path(args.corpus).resolve()), "index_dir": str(index_dir)}
+    overrides: dict = {"index": {"index_dir": str(index_dir)}, "models": {"threads": args.threads}}
+    if args.model_path:
+        overrides["models"]["model_path"] = args.model_path
+    if args.codec:
+        overrides["index"]["token_codec"] = args.codec
+    for key in ("runtime", "precision"):
+        if getattr(args, key):
+            overrides["models"][key] = getattr(args, key)
+    settings = load_settings(None, overrides)
+    out: dict = {"cpu_flags": cpu_flags(), "model_path": args.model_path, "codec": settings.index.token_codec,
+                 "runtime": settings.models.runtime, "precision": settings.models.precision}
+    if args.scale:
+        eng, root = replay_engine(args.corpus, settings, args.scale, index_dir / "scale")
+        index_dir = Path(settings.index.index_dir)
+    else:
+        eng, root = Engine(args.corpus, settings), args.corpus
+    out.update(corpus=str(Path(root).resolve()), index_dir=str(index_dir))
 
     t0 = time.perf_counter()
     rep = eng.index(embed=False)

