@@ -7,7 +7,14 @@ Names load lazily, so `import engine` stays cheap.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# One BLAS thread. MaxSim's matmuls are small and run right after the encoder, whose own threads (torch's OpenMP
+# pool, ONNX Runtime's) are still spinning; OpenBLAS's threads on top of them made a 2-core machine's ColBERT
+# search p95 115 ms instead of 19 ms (python bench/speed.py --model-path DIR, CoSQA). Only takes effect when
+# engine is imported before numpy, as the CLI and the server do; an explicit setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
 
