@@ -9,7 +9,10 @@ query / positive / negatives / split. Held-out pairs (split = heldout) are left 
 Output: a PyLate ColBERT directory (Transformer + Dense, no Pooling) that sg loads with --model-path or
 models.code, plus train_log.json (config, steps, seconds, loss curve) next to it.
 Markers are the vocabulary's [unused0] / [unused1], as in Stanford ColBERT, so the embedding matrix is not
-resized. `--smoke` runs a few steps on docstring pairs mined from sg's own source when no pairs file exists:
+resized. loss = distill (the default) learns from kd.jsonl, which tools.pylate.teacher writes in sg's venv: each
+query's candidates scored by sg's dense default, ranked the same way by MaxSim (PyLate's Distillation loss);
+loss = contrastive learns from the pairs with in-batch and mined negatives. LoRA (lora_r > 0) keeps the trained
+part small enough to ship: out_dir/lora plus the projection. `--smoke` runs a few steps on docstring pairs mined from sg's own source when no pairs file exists:
 a plumbing check only, nothing to ship.
 """
 
