@@ -73,6 +73,20 @@ def test_fp32_export_equals_torch_and_shares_its_space(st, cache):
     np.testing.assert_allclose(one, ort.embed_documents(TEXTS), atol=1e-5)
 
 
+def test_optimised_graph_is_saved_once_and_gives_the_same_vectors(st, cache):
+    _, first = _pair(st)
+    a = first.embed_documents(TEXTS)
+    saved = sorted(first.directory.glob("model.optimised-*.onnx"))
+    assert len(saved) == 1 and not list(first.directory.glob("*.tmp"))
+    stamp = saved[0].stat().st_mtime_ns
+    b = _pair(st)[1].embed_documents(TEXTS)  # opens the saved graph, optimisation off
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert saved[0].stat().st_mtime_ns == stamp
+    saved[0].write_bytes(b"damaged")  # a graph that does not open is optimised again from the export
+    np.testing.assert_allclose(_pair(st)[1].embed_documents(TEXTS), a, atol=1e-6)
+    assert saved[0].stat().st_size > 1000
+
+
 def test_int8_is_another_space_close_to_fp32(st, cache):
     ref, ort = _pair(st, "int8-dyn")
     assert ort.ident != ref.ident and ort.ident.split("@")[0] == ref.ident.split("@")[0]
