@@ -235,7 +235,7 @@ def warm_models(ls: SgLanguageServer, folder: Folder, eng: Engine) -> None:
         with folder.use(wait=0) as current:  # a user of the engine: a re-open cannot close it while it loads
             if current is not eng:
                 return  # re-opened meanwhile: the new engine warms its own models
-            state, why = eng.load_models()
+            state, why = eng.load_models(warm=True)  # the first query then waits for nothing
     except JsonRpcException:
         return  # the folder closed
     if folder.engine is not eng:
