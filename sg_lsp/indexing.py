@@ -322,13 +322,15 @@ def index_folder(ls: SgLanguageServer, folder: Folder) -> None:
             stage = "models"
             continue
         break
+    # Ready means warm: the BM25 postings are in memory before the status says so (0.3 s at 6K chunks, 8.5 s at
+    # 100K; searches meanwhile rank with FTS5), so the first search after "ready" does not compete with reading them.
+    eng.warm(wait=True)
     folder.index_complete = True
     folder.state = "ready"
     # The walk read every file from disk: documents with unsaved edits get their text back.
     edited = {rel: "buffer" for furi, rel in list(ls.unsaved) if furi == folder.uri}
     if edited:
         ls.writer.note_changes(folder, edited, SAVE_DEBOUNCE)
-    eng.warm()
     st = eng.status()
     prog.end(f"{st.get('files', 0)} files, {st.get('chunks', 0)} chunks, {st.get('skipped', 0)} skipped "
              f"in {time.perf_counter() - t0:.1f} s")
