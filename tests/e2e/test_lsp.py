@@ -19,6 +19,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 ROOT = Path(__file__).resolve().parents[2]
 from tests.support import eventually  # noqa: E402
 from bench.reliability.rellib import SERVER, Raw  # noqa: E402  (the raw JSON-RPC client the reliability benches use)
+from tests.support.corpus import MAXSIM_FILES, write  # noqa: E402
 LEXICAL = {"models": {"enabled": False}}
 pytestmark = pytest.mark.timeout(120)
 
@@ -566,11 +567,7 @@ async def test_pylate_model_serves_sg_search_through_maxsim(tmp_path: Path):
     """A PyLate ColBERT directory (models.model_path) answers sg/search through the multi-vector MaxSim path."""
     model = ROOT / "tests" / "fixtures" / "pylate" / "bert"
     root = tmp_path / "ws"
-    root.mkdir()
-    (root / "config.py").write_text("def parse_config(path):\n    with open(path) as f:\n        return json.load(f)\n")
-    (root / "retry.py").write_text("def retry(request):\n    # exponential backoff when the server returns 503\n"
-                                   "    return request\n")
-    (root / "notes.md").write_text("# Notes\n\nThe quick brown fox jumps over the lazy dog.\n")
+    write(root, MAXSIM_FILES)
     client = await start(config(), root, {"models": {"model_path": str(model), "threads": 1}})
     try:
         await wait_ready(client, timeout=90)

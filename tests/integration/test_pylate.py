@@ -19,6 +19,7 @@ import pytest
 from engine.embed import pylate
 from engine.embed.registry import load_embedders, resolve_recipe
 from engine.settings import ModelSettings
+from tests.support.corpus import MAXSIM_FILES, write
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pylate"
 NAMES = ("bert", "bert_plain", "modernbert", "stanford")
@@ -94,11 +95,7 @@ def test_no_pylate_import() -> None:
 def test_sg_search_through_maxsim(tmp_path: Path) -> None:
     """A PyLate directory given with --model-path serves `sg search` through the multi-vector path."""
     ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "config.py").write_text("def parse_config(path):\n    with open(path) as f:\n        return json.load(f)\n")
-    (ws / "retry.py").write_text("def retry(request):\n    # exponential backoff when the server returns 503\n"
-                                 "    return request\n")
-    (ws / "notes.md").write_text("# Notes\n\nThe quick brown fox jumps over the lazy dog.\n")
+    write(ws, MAXSIM_FILES)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     base = [sys.executable, "-m", "engine.cli"]

@@ -46,6 +46,14 @@ function parseQueryString(url) {
 }
 
 
+# Three files a tiny PyLate fixture model ranks by MaxSim: "parse config json" must find config.py first.
+MAXSIM_FILES = {
+    "config.py": "def parse_config(path):\n    with open(path) as f:\n        return json.load(f)\n",
+    "retry.py": "def retry(request):\n    # exponential backoff when the server returns 503\n    return request\n",
+    "notes.md": "# Notes\n\nThe quick brown fox jumps over the lazy dog.\n",
+}
+
+
 def write(root: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
         p = root / rel
