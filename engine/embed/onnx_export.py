@@ -274,8 +274,7 @@ def _verify(emb, directory: Path, layout: dict) -> float:
         want = emb._encode_ids(PROBES, query)
         head = layout["prefix"] + layout["mode_ids"] + (layout["q_marker"] if query else layout["d_marker"])
         room = max(1, emb.max_length - len(head) - len(layout["suffix"]))
-        texts = [(emb.recipe.query_prompt if query else emb.recipe.doc_prompt) + t for t in PROBES]
-        texts = [t.lower() for t in texts] if emb.recipe.lowercase else texts
+        texts = emb.recipe.input_texts(PROBES, query)
         got = [head + e.ids[:room] + layout["suffix"] for e in tok.encode_batch(texts, add_special_tokens=False)]
         if got != want:
             raise ExportError("the tokenizer saved for ONNX does not reproduce transformers' token ids")

@@ -201,12 +201,7 @@ class OrtEmbedder(LoadsOnce):
         return [len(ids) for ids in self._encode_ids(list(texts), query=False)]
 
     def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
-        r = self.recipe
-        prompt = r.query_prompt if query else r.doc_prompt
-        if prompt:
-            texts = [prompt + t for t in texts]
-        if r.lowercase:
-            texts = [t.lower() for t in texts]
+        texts = self.recipe.input_texts(texts, query)
         head = self._head[query]
         room = max(1, self.max_length - len(head) - len(self._suffix))
         return [head + enc.ids[:room] + self._suffix

@@ -86,6 +86,13 @@ class Recipe:
     note: str = ""
     extra_files: tuple[Path, ...] = field(default_factory=tuple)
 
+    def input_texts(self, texts: list[str], query: bool) -> list[str]:
+        """The texts as the model reads them: its query or document prompt first, lowercased if it expects that.
+        Every runtime (torch, ONNX Runtime, the export check) prepares its input here."""
+        prompt = self.query_prompt if query else self.doc_prompt
+        texts = [prompt + t for t in texts] if prompt else list(texts)
+        return [t.lower() for t in texts] if self.lowercase else texts
+
     def hashed_files(self) -> list[Path]:
         paths = list(self.weights.files) + [d.path for d in self.dense] + list(self.extra_files)
         if self.adapter is not None:
@@ -190,12 +197,7 @@ class TransformerEmbedder(LoadsOnce):
         return np.stack(out).astype(np.float32, copy=False)
 
     def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
-        r = self.recipe
-        prompt = r.query_prompt if query else r.doc_prompt
-        if prompt:
-            texts = [prompt + t for t in texts]
-        if r.lowercase:
-            texts = [t.lower() for t in texts]
+        texts = self.recipe.input_texts(texts, query)
         marker = self._q_marker if query else self._d_marker
         head = self._prefix + self._mode_ids + marker
         room = max(1, self.max_length - len(head) - len(self._suffix))
