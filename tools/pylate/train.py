@@ -113,6 +113,17 @@ def source_pairs(root: Path) -> list[dict]:
     return rows
 
 
+def pairs_dataset(cfg: Config, rows: list[dict]):
+    """query / positive / negative(_i) columns for the contrastive loss (in-batch plus mined negatives)."""
+    from datasets import Dataset
+
+    columns: dict[str, list[str]] = {"query": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
+    for i in range(cfg.negatives):
+        if all(len(r.get("negatives") or []) > i for r in rows):
+            columns[f"negative_{i}" if cfg.negatives > 1 else "negative"] = [r["negatives"][i] for r in rows]
+    return Dataset.from_dict(columns)
+
+
 def kd_dataset(cfg: Config, out: Path, limit: int):
     """kd.jsonl (tools.pylate.teacher) as query / documents / scores rows: the teacher's logits, positive first."""
     from datasets import Dataset
@@ -162,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    from datasets import Dataset
     from pylate import losses, models, utils
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers import TrainerCallback
@@ -170,11 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(cfg.out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     rows = read_pairs(cfg, args.smoke)
-    columns: dict[str, list[str]] = {"query": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
-    for i in range(cfg.negatives):
-        if all(len(r.get("negatives") or []) > i for r in rows):
-            columns[f"negative_{i}" if cfg.negatives > 1 else "negative"] = [r["negatives"][i] for r in rows]
-    data = Dataset.from_dict(columns)
     model = models.ColBERT(model_name_or_path=base_model_dir(cfg), device="cpu", embedding_size=cfg.embedding_size,
                            query_prefix=cfg.query_prefix, document_prefix=cfg.document_prefix,
                            query_length=cfg.query_length, document_length=cfg.document_length,
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.loss == "distill":
         data, loss = kd_dataset(cfg, out, len(rows)), losses.Distillation(model=model, normalize_scores=False)
     else:
-        loss = losses.Contrastive(model=model)
+        data, loss = pairs_dataset(cfg, rows), losses.Contrastive(model=model)
     lora = add_lora(model, cfg)
     steps = cfg.max_steps if cfg.max_steps > 0 else max(1, len(data) // cfg.batch_size)
     log: list[dict] = []
