@@ -32,7 +32,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Engine, render_for_embedding  # noqa: E402
+from engine import Engine, render_for_embedding  # noqa: E402  (engine first: it sets numpy's BLAS threads)
+import numpy as np  # noqa: E402
 from engine.embed.precision import cpu_flags  # noqa: E402
 from engine.embed.registry import load_embedders  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
@@ -53,9 +54,7 @@ class Replay:
     plus noise. Queries go to the real model."""
 
     def __init__(self, model, pool: list, seed: int = 0):
-        import numpy as np
-
-        self._np, self.model, self.pool = np, model, pool
+        self.model, self.pool = model, pool
         for attr in ("name", "ident", "dim", "multi_vector", "max_length"):
             setattr(self, attr, getattr(model, attr))
         self.rng = np.random.default_rng(seed)
@@ -67,7 +66,6 @@ class Replay:
         return self.model.count_tokens(texts)
 
     def embed_documents(self, texts):
-        np = self._np
         out = []
         for t in texts:
             v = self.pool[zlib.crc32(t.encode("utf-8", "replace")) % len(self.pool)]
