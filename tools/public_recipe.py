@@ -66,7 +66,7 @@ class PackageSpec:
 @dataclass
 class PublicConfig:
     cache_dir: str = "~/.cache/sg/public"
-    bench_dir: str = "/work/shared/bench"
+    bench_dir: str = "../shared/bench"  # relative paths are taken from the repository root
     per_package_max: int = 400  # pairs per package at most, so a few large packages do not dominate
     max_files_per_package: int = 80  # a stable sample of a large package's files (diversity, mining time)
     workers: int = 2
@@ -85,6 +85,11 @@ class PublicConfig:
     @property
     def cache(self) -> Path:
         return Path(os.path.expanduser(self.cache_dir))
+
+    @property
+    def bench(self) -> Path:
+        """The evaluation corpora: `bench_dir`, relative to the repository root unless absolute."""
+        return ROOT / os.path.expanduser(self.bench_dir)
 
 
 def normalize_name(name: str) -> str:
@@ -465,7 +470,7 @@ def _mine_one(args) -> tuple[PackageRecord, list[Pair], dict]:
 
 def run_mine(cfg: PublicConfig, log: Callable[[str], None] = print) -> tuple[list[PackageRecord], list[Pair], dict]:
     """Download, extract, mine and filter every pinned package; pairs in package order, deduplicated."""
-    prints = bench_prints(cfg.bench_dir, cfg.cache / "bench_prints.json")
+    prints = bench_prints(cfg.bench, cfg.cache / "bench_prints.json")
     log(f"bench fingerprints: {len(prints.code)} code, {len(prints.docs)} docstrings from {prints.files} files")
     jobs = [(spec, cfg, prints) for spec in cfg.packages]
     if cfg.workers > 1:

@@ -105,11 +105,12 @@ def test_vscode_in_code_server(npm: str) -> None:
         pytest.skip(f"no Chromium at {chromium}: apt-get install -y chromium (or set CHROMIUM)")
     if not (host / "node_modules" / ".sg-host-installed").exists():
         pytest.skip(f"code-server is not installed: sh {host / 'install.sh'} (about 2.5 minutes, npm registry only)")
-    bench = Path(os.environ.get("SG_BENCH", "/work/shared/bench"))
+    bench = Path(os.environ.get("SG_BENCH") or REPO.parent / "shared" / "bench").resolve()
     if not (bench / "cosqa" / "corpus").is_dir() or not (bench / "repo-click" / "corpus" / "click").is_dir():
         pytest.skip(f"the workspace corpora are not under {bench} (set SG_BENCH)")
     env = _server_env()
     env["SG_LSP_CMD"] = json.dumps(SERVER_CMD)
+    env["SG_BENCH"] = str(bench)
     proc = _run([npm, "run", "test:host"], VSCODE, timeout=600, env=env)
     assert proc.returncode == 0 and "PASS: six steps" in proc.stdout, (
         f"{_tail(proc, 8000)}\nscreenshots and logs: {host / 'artefacts'}")

@@ -1,9 +1,9 @@
 """Build the tiny ColBERT test fixtures with PyLate itself and record what PyLate's encoder returns for them.
 
 Run in the PyLate venv (tools/pylate/make_venv.sh), from the repository root:
-    /work/pylate-venv/bin/python tools/pylate/make_fixtures.py [tests/fixtures/pylate]
+    ~/.cache/sg/pylate-venv/bin/python tools/pylate/make_fixtures.py [tests/fixtures/pylate]
 or, to record PyLate's vectors for any model directory (e.g. one tools/pylate/train.py made) for a parity check:
-    /work/pylate-venv/bin/python tools/pylate/make_fixtures.py --record MODEL_DIR OUT.npz
+    ~/.cache/sg/pylate-venv/bin/python tools/pylate/make_fixtures.py --record MODEL_DIR OUT.npz
 
 Writes, for each fixture NAME, the model directory NAME/ (as PyLate saves it, or the Stanford `HF_ColBERT`
 layout) and NAME.expected.npz: PyLate's `encode(TEXTS, is_query=True)` and `is_query=False` token vectors

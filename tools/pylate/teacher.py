@@ -1,4 +1,4 @@
-"""Teacher scores for distilling sg's dense default into a ColBERT student (#16 part 2, stage 1 of 2).
+"""Teacher scores for distilling sg's dense default into a ColBERT student (stage 1 of 2).
 
 Runs in sg's venv (it embeds with sg's own served model), before tools.pylate.train:
     .venv/bin/python -m tools.pylate.teacher configs/pylate_colbert_minilm.yaml

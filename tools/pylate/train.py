@@ -1,7 +1,7 @@
-"""Train a ColBERT (late-interaction) code model with PyLate on CPU, from the offline all-MiniLM-L6-v2 (#16 part 2).
+"""Train a ColBERT (late-interaction) code model with PyLate on CPU, from the offline all-MiniLM-L6-v2.
 
 Runs in the PyLate venv (tools/pylate/make_venv.sh), never in sg's:
-    /work/pylate-venv/bin/python -m tools.pylate.train configs/pylate_colbert_minilm.yaml [--smoke] [--resume]
+    ~/.cache/sg/pylate-venv/bin/python -m tools.pylate.train configs/pylate_colbert_minilm.yaml [--smoke] [--resume]
 
 Input: the pairs the public-code recipe mines (`python -m tools.public_recipe configs/train_public_code.yaml
 --stage mine` writes <cache_dir>/pairs.jsonl with its leakage rules and data card), one JSON object a line with

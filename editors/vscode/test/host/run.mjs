@@ -1,10 +1,10 @@
 // Runs the sg extension inside a real VS Code (code-server) in headless Chromium and does what a user does:
-// the six steps of issue #20, asserting on what the page shows, with a screenshot after each step.
+// the six steps of editors/vscode/README.md ("Test inside VS Code"), asserting on what the page shows, with a screenshot after each step.
 //
 //   node run.mjs            (after install.sh; `npm run test:host` in editors/vscode does both and builds the .vsix)
 //
 // Environment: SG_LSP_CMD (JSON list or words; default: <repo>/.venv/bin/python -m sg_lsp --stdio with
-// PYTHONPATH=<repo>), SG_BENCH (default /work/shared/bench: repo-click and cosqa corpora make the workspace),
+// PYTHONPATH=<repo>), SG_BENCH (default <repo>/../shared/bench: repo-click and cosqa corpora make the workspace),
 // CHROMIUM (default /usr/bin/chromium), SG_HOST_ARTEFACTS (default ./artefacts), SG_HOST_KEEP=1 keeps the temp dir,
 // SG_HOST_TRACE=1 logs the JSON-RPC traffic, SG_CODE_SERVER another code-server's out/node/entry.js.
 
@@ -22,7 +22,7 @@ const REPO_ROOT = path.resolve(EXT_ROOT, "../..");
 const VSIX = path.join(EXT_ROOT, "sg-search.vsix");
 // SG_CODE_SERVER: another code-server's out/node/entry.js (to try other VS Code versions; see README).
 const CODE_SERVER = process.env.SG_CODE_SERVER || path.join(HERE, "node_modules/code-server/out/node/entry.js");
-const BENCH = process.env.SG_BENCH || "/work/shared/bench";
+const BENCH = path.resolve(process.env.SG_BENCH || path.join(REPO_ROOT, "../shared/bench"));
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARTEFACTS = path.resolve(process.env.SG_HOST_ARTEFACTS || path.join(HERE, "artefacts"));
 const ZWSP = /\u200B/g;
@@ -54,13 +54,36 @@ async function eventually(what, probe, { timeout = 30000, interval = 250 } = {})
   }
 }
 
+/** The first executable `name` on PATH, as an absolute path (what `command -v` prints), or undefined. */
+function onPath(name) {
+  for (const dir of (process.env.PATH || "").split(path.delimiter)) {
+    if (!dir) continue;
+    const file = path.resolve(dir, name);
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+      if (fs.statSync(file).isFile()) return file;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The server as a user installs it: `sg-lsp` on PATH, passed by its absolute path, because code-server is a remote
+ * window whose extension host rebuilds PATH from a login shell (a virtualenv's bin/ is then gone). Else the
+ * repository's own .venv; SG_LSP_CMD overrides both.
+ */
 function serverCommand() {
   const raw = process.env.SG_LSP_CMD?.trim();
   if (raw) return { cmd: raw.startsWith("[") ? JSON.parse(raw) : raw.split(/\s+/), pythonPath: process.env.PYTHONPATH };
+  const installed = onPath("sg-lsp");
+  if (installed) return { cmd: [installed, "--stdio"], pythonPath: process.env.PYTHONPATH };
   const python = path.join(REPO_ROOT, ".venv/bin/python");
-  const fallback = "/work/main/.venv/bin/python";
-  const exe = fs.existsSync(python) ? python : fs.existsSync(fallback) ? fallback : fail(`no SG_LSP_CMD and no ${python}`);
-  return { cmd: [exe, "-m", "sg_lsp", "--stdio"], pythonPath: [REPO_ROOT, process.env.PYTHONPATH].filter(Boolean).join(":") };
+  if (!fs.existsSync(python)) {
+    fail(`sg-lsp is not on PATH and there is no ${python}: install sg (pip install -e '${REPO_ROOT}[ann]') or set SG_LSP_CMD`);
+  }
+  return { cmd: [python, "-m", "sg_lsp", "--stdio"], pythonPath: [REPO_ROOT, process.env.PYTHONPATH].filter(Boolean).join(":") };
 }
 
 /** A workspace from real code: click's package source (functions deep in big files) and the CoSQA functions. */
