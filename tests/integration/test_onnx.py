@@ -170,7 +170,7 @@ def _args(path: Path):
 
 
 def test_index_built_by_each_runtime_agrees(st, cache, tmp_path):
-    """The done-when of issue 17: an index built with torch and one built with ONNX hold the same vectors."""
+    """An index built with torch and one built with ONNX hold the same vectors: one index serves both runtimes."""
     from engine.search import Engine
 
     corpus = tmp_path / "corpus"

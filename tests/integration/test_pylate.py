@@ -78,7 +78,7 @@ def test_models_report_says_pylate() -> None:
 
 
 def test_no_pylate_import() -> None:
-    """In a fresh process: other tests in this session import sentence-transformers themselves."""
+    """In a fresh process: other tests in the same pytest run import sentence-transformers themselves."""
     code = ("import sys\n"
             "from engine.embed.registry import load_embedders\n"
             "from engine.settings import ModelSettings\n"
