@@ -11,13 +11,15 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from . import score, tokenize
+from . import navigate, score, tokenize
 from .backend import Backend, Row, View
 from .errors import ModelError
 from .records import Hit
 from .settings import SearchSettings
 from .spaces import Space
 
+NAVIGATE_TEXTS = 60  # candidates whose text the definition check reads (best fused first)
+NAMED_CANDIDATES = 30  # chunks fetched by name (symbol column) and by path words, per name
 PRUNE_FROM_CHUNKS = 200  # below this, one chunk is too big a share to call a word common: BM25 keeps every word
 POSTING_BUDGET = 0.5  # a search query's kept BM25 words may together fill at most this share of the chunks
 
@@ -34,6 +36,7 @@ class Query:
     paths: list[str] | None = None  # workspace-relative globs (engine.multi.scope_patterns)
     doc_query: bool = False  # a code snippet (find-similar): embedded as a document, no name boost or posting budget
     name_boost: bool = True
+    intent: navigate.Intent | None = None  # search queries: what the query asks for (None for find-similar)
 
 
 @dataclass
@@ -50,9 +53,11 @@ class Ranker:
     def rank(self, q: Query) -> tuple[list[Hit], list[str]]:
         """The top q.k hits (deduplicated) and notes on anything that degraded the ranking."""
         notes: list[str] = []
+        if q.intent is None and not q.doc_query and self.settings.navigate:
+            q.intent = navigate.read_intent(q.text)
         space_w, unserved, mode = allocate_weights(q.weights, self.spaces, q.mode, notes)
         with self.backend.view(q.paths) as v:
-            components, comp_weights, lex_tokens = self.gather(v, q, mode, space_w, unserved, notes)
+            components, comp_weights, by_name = self.gather(v, q, mode, space_w, unserved, notes)
             rows = v.rows(set().union(*components.values()) if components else set(), text=False)
             # everything below reads inside the same view: a save meanwhile cannot empty a snippet
             if q.paths:
@@ -69,8 +74,16 @@ class Ranker:
                 fused = score.fuse_rrf(components, comp_weights, k=self.settings.rrf_k)
             else:
                 fused = score.fuse_linear(components, comp_weights)
-            hits = assemble_hits(rows, boost(fused, rows, q, self.settings))
-            top = score.dedupe(hits)[:q.k]
+            scored = boost(fused, rows, q, self.settings)
+            if q.intent is not None:
+                # the definition check reads the text of the candidates that can still reach the top
+                near = sorted(scored, key=lambda c: -scored[c][0])[:NAVIGATE_TEXTS]
+                if q.intent.names:
+                    near += [c for c in by_name if c in rows and c not in near]
+                texts = {key: r.text for key, r in v.rows(near, text=True).items()}
+                scored = navigate.rerank(scored, rows, texts, q.intent)
+            hits = score.dedupe(assemble_hits(rows, scored))
+            top = navigate.diversify(hits, q.k) if q.intent is not None else hits[:q.k]
             full = v.rows([h.chunk_id for h in top], text=True)  # the state the ranking saw
             for hit in top:
                 if hit.chunk_id in full:
@@ -78,9 +91,10 @@ class Ranker:
             return top, notes
 
     def gather(self, v: View, q: Query, mode: str, space_w: dict[str, float], unserved: float,
-               notes: list[str]) -> tuple[dict[str, dict[Hashable, float]], dict[str, float], list[str]]:
-        """Each component's candidates and weight: BM25 (common words left out) and each weighted space; then,
-        when there are several components, every candidate's exact score in each (fill_in)."""
+               notes: list[str]) -> tuple[dict[str, dict[Hashable, float]], dict[str, float], list[Hashable]]:
+        """Each component's candidates and weight: BM25 (common words left out) and each weighted space, and the
+        candidates found by name (named_candidates); then, when there are several components or candidates by
+        name, every candidate's exact score in each (fill_in)."""
         s = self.settings
         n_cand = max(s.candidates, q.k * 3) * (4 if q.paths else 1)
         components: dict[str, dict[Hashable, float]] = {}
@@ -89,7 +103,8 @@ class Ranker:
         # Path and symbol columns carry identifiers: they help code queries and only add noise to CJK prose.
         cjk = q.weights.get("cjk", 0.0)
         cols = (1.0 - cjk, 2.0 * (1.0 - cjk), 1.0)
-        lw = s.similar_lexical_weight if q.doc_query else s.lexical_weight
+        lw = s.similar_lexical_weight if q.doc_query else \
+            s.symbol_lexical_weight if q.intent is not None and q.intent.kind == "symbol" else s.lexical_weight
         lex_tokens = prune_common(q.tokens, v, s.max_token_share, budget=not q.doc_query) \
             if mode != "semantic" else q.tokens
         if mode in ("hybrid", "lexical"):
@@ -116,14 +131,30 @@ class Ranker:
                     coverage = min(1.0, v.space_size(name) / max(v.chunk_count(), 1)) if mode == "hybrid" else 1.0
                     components[f"sem:{sp.embedder.name}"] = sims
                     comp_weights[f"sem:{sp.embedder.name}"] = w * (1 - lw if mode == "hybrid" else 1) * coverage
-        if len(components) > 1:
-            self.fill_in(v, components, lex_tokens, cols, pooled)
-        return components, comp_weights, lex_tokens
+        by_name = self.named_candidates(v, q) if q.intent is not None else []
+        if len(components) > 1 or by_name:
+            # found by name or path only: every component scores them too, so they can be fused
+            self.fill_in(v, components, lex_tokens, cols, pooled, by_name)
+        return components, comp_weights, by_name
+
+    def named_candidates(self, v: View, q: Query) -> list[Hashable]:
+        """Chunks whose symbol holds a name the query asks for, and chunks of files whose path holds the query's
+        words: BM25 over the symbol column or the path column alone. A definition or a file named like the query
+        can then be ranked even when its body never uses the query's words."""
+        it = q.intent
+        assert it is not None
+        out: dict[Hashable, float] = {}
+        for name in it.names:
+            out.update(v.lexical(tokenize.tokenize_symbol(name), NAMED_CANDIDATES, (0.0, 1.0, 0.0)))
+        if it.kind == "text" and it.words:
+            out.update(v.lexical(list(it.words), NAMED_CANDIDATES, (1.0, 0.0, 0.0)))
+        return list(out)
 
     def fill_in(self, v: View, components: dict[str, dict[Hashable, float]], tokens: list[str],
-                cols: tuple[float, float, float], pooled: dict[str, np.ndarray]) -> None:
-        """Give every candidate its exact score in every component, so fusion never guesses a missing one."""
-        cand = set().union(*components.values())
+                cols: tuple[float, float, float], pooled: dict[str, np.ndarray], extra: list[Hashable]) -> None:
+        """Give every candidate (and the `extra` ones) its exact score in every component, so fusion never
+        guesses a missing one; a candidate a component cannot score gets 0 there."""
+        cand = set().union(*components.values(), extra)
         for key, comp in components.items():
             missing = [i for i in cand if i not in comp]
             if not missing:
@@ -133,6 +164,8 @@ class Ranker:
             else:
                 name = next(s.name for s in self.spaces.values() if f"sem:{s.embedder.name}" == key)
                 comp.update(v.semantic_fill(name, pooled[name], missing))
+            for key in extra:
+                comp.setdefault(key, 0.0)
 
 
 def allocate_weights(weights: dict[str, float], spaces: dict[str, Space], mode: str,
@@ -197,7 +230,7 @@ def boost(fused: dict, rows: dict[Hashable, Row], q: Query,
     tests."""
     wants_tests = score.query_mentions_tests(q.text) if not q.doc_query else True
     terms = score.name_terms(q.tokens) if q.name_boost and s.name_boost > 0 else ()
-    demote = s.demote_tests and not wants_tests
+    demote = s.demote_tests and not wants_tests and q.intent is None  # with an intent: navigate's priors
     factor = {key: 0.9 if demote and score.is_test_path(rows[key].path, rows[key].symbol) else 1.0
               for key in fused if key in rows}
     # The name boost adds at most s.name_boost: only candidates that could reach the top k with it get it computed

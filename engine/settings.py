@@ -62,6 +62,8 @@ class SearchSettings:
     fusion: str = "linear"  # linear | rrf
     lexical_weight: float = 0.05  # hybrid: BM25's share against the semantic spaces (natural-language queries)
     similar_lexical_weight: float = 0.5  # the same when the query is code ("find similar")
+    symbol_lexical_weight: float = 0.5  # the same when the query is a bare symbol ("APIRouter", "Rack::Builder")
+    navigate: bool = True  # definitions, paths, file coherence, priors and diversity (engine/navigate.py)
     name_boost: float = 0.05
     rrf_k: int = 60
     candidates: int = 100

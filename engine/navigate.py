@@ -1,0 +1,282 @@
+"""Repository navigation: the ranking steps after fusion that let a code base's own structure count. Pure steps over
+the candidates' fused scores and rows; each adds a named part to a hit's explanation.
+
+- query kinds (`Intent`): a bare symbol ("APIRouter", "Rack::Builder"), natural language (which may name symbols:
+  "how does APIRouter include routers"), or a pasted snippet (find-similar, which skips these steps);
+- definitions: the chunk that defines a queried symbol is lifted, more when its file is named after it;
+- paths: query words in a file's stem or its folder lift that file's chunks (natural language);
+- file coherence: several matching chunks lift their file's best chunk;
+- priors: tests, examples, docs and prose, compat shims, generated files, type stubs and re-export files count for
+  less unless the query asks for them, and so do units of one or two lines;
+- diversity: each further chunk of one file in the top k counts for less.
+
+Anchors: semble's ranking stack (MinishLab/semble, ranking/boosting.py and penalties.py: query kinds, the
+definition, stem and file boosts as shares of the best score, the path penalties and per-file saturation). sg
+differs where it knows more: definitions come from the chunker's symbols as well as from definition keywords,
+path words match through stems and prefixes, candidates are also fetched by name (not only by BM25 over the
+body), prose is a kind of its own, and every step shows in --explain. Sizes: bench/repo_search.py."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Hashable, Mapping
+
+from . import score
+from .backend import Row
+
+Scored = dict[Hashable, tuple[float, dict[str, float]]]
+
+# -- query kinds --------------------------------------------------------------------------------------------------
+_SEP = r"(?:::|\\|->|\.|#|/)"
+_SYMBOL_QUERY = re.compile(
+    r"^(?:[A-Za-z_$][\w$]*(?:" + _SEP + r"[A-Za-z_$][\w$]*)+"  # qualified: Rack::Builder, http.Client
+    r"|_\w*"  # leading underscore
+    r"|[A-Za-z][A-Za-z0-9]*[A-Z_][\w]*"  # camelCase, PascalCase inside, snake_case
+    r"|[A-Z][A-Za-z0-9]*)(?:\(\))?$")  # Capitalised; a trailing "()" is allowed
+_EMBEDDED = re.compile(
+    r"`([^`\s]+)`"  # `quoted`
+    r"|\b([A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*"  # PascalCase
+    r"|[a-z][a-z0-9]*[A-Z][A-Za-z0-9]*"  # camelCase
+    r"|[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]+"  # snake_case
+    r"|[A-Z]{2,}[a-z][A-Za-z0-9]*"  # HTTPServer
+    r"|[A-Za-z_]\w*(?:::|->|\.)[A-Za-z_]\w*(?:(?:::|->|\.)[A-Za-z_]\w*)*)\b")  # qualified
+_DOC_WORDS = frozenset({"doc", "docs", "documentation", "readme", "guide", "guides", "tutorial", "tutorials",
+                        "changelog", "manual", "markdown", "howto", "faq", "explained", "explanation"})
+_EXAMPLE_WORDS = frozenset({"example", "examples", "demo", "demos", "sample", "samples", "tutorial"})
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a search query asks for, read from its text."""
+
+    kind: str  # symbol | text
+    names: tuple[str, ...] = ()  # symbol names the query asks to be defined (last component first)
+    words: tuple[str, ...] = ()  # natural-language keywords (stop words dropped) for path matches
+    tests: bool = False
+    docs: bool = False
+    examples: bool = False
+
+
+def read_intent(text: str) -> Intent:
+    q = text.strip()
+    words = score.split_identifier(q)
+    flags = dict(tests=score.query_mentions_tests(q), docs=any(w in _DOC_WORDS for w in words),
+                 examples=any(w in _EXAMPLE_WORDS for w in words))
+    if _SYMBOL_QUERY.match(q):
+        full = q[:-2] if q.endswith("()") else q
+        last = re.split(_SEP, full)[-1]
+        return Intent("symbol", tuple(dict.fromkeys([last, full])), **flags)
+    names = []
+    for m in _EMBEDDED.finditer(q):
+        name = m.group(1) or m.group(2)
+        names.append(re.split(_SEP, name.rstrip("()"))[-1])
+    keywords = tuple(dict.fromkeys(w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", q.lower())
+                                   if len(w) > 2 and w not in score.STOP_WORDS))
+    return Intent("text", tuple(dict.fromkeys(n for n in names if len(n) > 1)), keywords, **flags)
+
+
+# -- definitions --------------------------------------------------------------------------------------------------
+_DEF_KEYWORDS = ("class", "module", "defmodule", "def", "defp", "defmacro", "defstruct", "defprotocol", "interface",
+                 "struct", "enum", "union", "trait", "type", "func", "function", "object", "fn", "fun", "package",
+                 "namespace", "protocol", "record", "typedef", "impl", "macro_rules!", "data", "newtype", "typealias",
+                 "extension", "actor", "let", "const", "var", "val", "#define", "local function", "local", "alias",
+                 "case class", "sealed trait", "abstract class", "data class")
+
+
+@functools.lru_cache(maxsize=512)
+def _definition_re(name: str) -> re.Pattern[str]:
+    kw = "|".join(re.escape(k) for k in _DEF_KEYWORDS)
+    ns = r"(?:[A-Za-z_][\w]*(?:\.|::|:))*"
+    n = re.escape(name)
+    return re.compile(
+        r"(?:^|[\s(])(?:" + kw + r")\s+(?:[\w*&<>\[\]]+\s+)*?" + ns + n + r"(?=[\s<({:\[;=,!]|$)"  # class Foo, pub fn foo
+        r"|^\s*(?:export\s+)?(?:[\w.]+\.)?" + n + r"\s*(?:=|:=)\s*(?:function|\(|async|class|struct|[\w.]*\.extend)"
+        r"|^\s*" + n + r"\s*\(\)\s*\{"  # shell: name() {
+        r"|^\s*(?:pub\s+)?(?:const|var)\s+" + n + r"\s*=\s*(?:struct|enum|union|@import|fn)"  # zig
+        r"|^" + n + r"\s*::",  # haskell signature
+        re.MULTILINE)
+
+
+def defines(row: Row, text: str, name: str) -> bool:
+    """Whether this chunk is the definition of `name`: its symbol's last part is the name and the name stands in
+    its first lines (a class head, not a later piece of the class), or a definition keyword precedes the name."""
+    last = re.split(r"::|\.|#|/|\\|->", row.symbol)[-1] if row.symbol else ""
+    if last == name or (last.lower() == name.lower() and name.lower() != name):
+        head = "\n".join(text.splitlines()[:4])
+        if name in head:
+            return True
+    return bool(text) and _definition_re(name).search(text[:4000]) is not None
+
+
+def _stem(path: str) -> str:
+    return PurePosixPath(path).name.split(".")[0].lower()
+
+
+def _stem_named(path: str, name: str) -> bool:
+    stem, n = _stem(path), name.lower()
+    norm = stem.replace("_", "").replace("-", "")
+    return n in (stem, norm, stem.rstrip("s"), norm.rstrip("s"))
+
+
+# -- paths --------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=65536)
+def _path_words(path: str) -> frozenset[str]:
+    p = PurePosixPath(path)
+    words = set(score.split_identifier(p.name.split(".")[0]))
+    if len(p.parts) > 1:
+        words.update(score.split_identifier(p.parts[-2]))
+    return frozenset(words)
+
+
+def path_share(words: tuple[str, ...], path: str) -> float:
+    """Share of the query's keywords found in the file's stem or its folder's name (prefixes of 3+ letters and
+    English stems match: "dependency" ~ "dependencies")."""
+    if not words:
+        return 0.0
+    parts = _path_words(path)
+    n = 0
+    for w in words:
+        if w in parts or any(_prefix_match(w, p) for p in parts):
+            n += 1
+    return n / len(words)
+
+
+def _prefix_match(a: str, b: str) -> bool:
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) >= 4 and long.startswith(short):
+        return True
+    return len(short) >= 5 and score._stem(a) == score._stem(b)
+
+
+# -- priors -------------------------------------------------------------------------------------------------------
+_PROSE_EXT = frozenset({"md", "mdx", "rst", "txt", "adoc", "asciidoc", "org", "textile", "rdoc", "pod"})
+_EXAMPLE_DIR = re.compile(r"(?:^|/)(?:_?examples?|samples?|demos?|docs?_src|benchmarks?|bench)(?:/|$)", re.I)
+_DOC_DIR = re.compile(r"(?:^|/)(?:docs?|documentation|guides?|\.agents|\.github)(?:/|$)", re.I)
+_COMPAT_DIR = re.compile(r"(?:^|/)(?:_?compat|legacy|deprecated|shims?)(?:/|$)|(?:^|/)_?compat\.\w+$", re.I)
+_GENERATED = re.compile(r"(?:^|/)(?:generated|gen|vendor|third_party|dist)(?:/|$)|_pb2\.py$|\.pb\.go$|\.min\.js$"
+                        r"|\.generated\.\w+$|_generated\.\w+$", re.I)
+_STUB = re.compile(r"\.d\.ts$|\.pyi$")
+_REEXPORT = frozenset({"__init__.py", "package-info.java"})
+
+
+@dataclass(frozen=True)
+class Priors:
+    test: float = 0.3
+    example: float = 0.3
+    docs: float = 0.3
+    compat: float = 0.3
+    generated: float = 0.5
+    reexport: float = 0.5
+    stub: float = 0.7
+    tiny: float = 0.7  # units of one or two lines
+
+
+def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
+    """The multiplicative prior of a chunk and the name of what set it ("" for 1.0)."""
+    f, why = 1.0, []
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if not intent.tests and score.is_test_path(path, row.symbol):
+        f, why = f * p.test, why + ["test"]
+    if not intent.examples and _EXAMPLE_DIR.search(path):
+        f, why = f * p.example, why + ["example"]
+    if not intent.docs and (ext in _PROSE_EXT or _DOC_DIR.search(path)):
+        f, why = f * p.docs, why + ["docs"]
+    if _COMPAT_DIR.search(path):
+        f, why = f * p.compat, why + ["compat"]
+    if _GENERATED.search(path):
+        f, why = f * p.generated, why + ["generated"]
+    if _STUB.search(path):
+        f, why = f * p.stub, why + ["stub"]
+    if PurePosixPath(path).name in _REEXPORT:
+        f, why = f * p.reexport, why + ["reexport"]
+    if row.end_line - row.start_line < 2:
+        f, why = f * p.tiny, why + ["tiny"]
+    return f, "+".join(why)
+
+
+# -- the steps ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sizes:
+    """Each boost as a share of the best fused score among the candidates."""
+
+    definition: float = 3.0
+    definition_named_file: float = 1.5  # x definition when the file is named after the symbol
+    embedded: float = 0.5  # x definition for a name inside a natural-language query
+    path: float = 1.0
+    path_min_share: float = 0.1
+    file: float = 0.2
+    saturation: float = 0.5  # a file's 2nd chunk in the top k counts x0.5, its 3rd x0.25, ...
+    priors: Priors = field(default_factory=Priors)
+
+
+def rerank(scored: Scored, rows: Mapping[Hashable, Row], texts: Mapping[Hashable, str], intent: Intent,
+           sizes: Sizes = Sizes()) -> Scored:
+    """Definitions, paths, file coherence and priors applied to fused scores (total, parts)."""
+    if not scored:
+        return scored
+    top = max(t for t, _ in scored.values()) or 1.0
+    out = {k: (t, dict(parts)) for k, (t, parts) in scored.items()}
+
+    def add(key: Hashable, name: str, amount: float) -> None:
+        t, parts = out[key]
+        parts[name] = parts.get(name, 0.0) + amount
+        out[key] = (t + amount, parts)
+
+    # several matching chunks lift their file's best chunk (before the boosts below, as the fused scores say)
+    file_sum: dict[str, float] = {}
+    best: dict[str, Hashable] = {}
+    for key, (t, _) in scored.items():
+        path = rows[key].path
+        file_sum[path] = file_sum.get(path, 0.0) + t
+        if path not in best or t > scored[best[path]][0]:
+            best[path] = key
+    most = max(file_sum.values()) or 1.0
+    for path, key in best.items():
+        add(key, "file", sizes.file * top * file_sum[path] / most)
+    # definitions of the queried names
+    if intent.names:
+        unit = sizes.definition * top * (1.0 if intent.kind == "symbol" else sizes.embedded)
+        for key in out:
+            row, text = rows[key], texts.get(key, "")
+            hit = [n for n in intent.names if defines(row, text, n)]
+            if hit:
+                named = any(_stem_named(row.path, n) for n in hit)
+                add(key, "definition", unit * (sizes.definition_named_file if named else 1.0))
+    # query words in file names (natural language)
+    if intent.kind == "text" and intent.words:
+        for key in out:
+            share = path_share(intent.words, rows[key].path)
+            if share >= sizes.path_min_share:
+                add(key, "path", sizes.path * top * share)
+    for key in out:
+        f, why = prior(rows[key].path, rows[key], intent, sizes.priors)
+        if f < 1.0:
+            t, parts = out[key]
+            parts[f"prior:{why}"] = t * (f - 1.0)
+            out[key] = (t * f, parts)
+    return out
+
+
+def diversify(hits: list, k: int, saturation: float = Sizes.saturation) -> list:
+    """The top k with diminishing returns per file: greedily, each further chunk of a file already chosen counts
+    x saturation per chunk before it (its `diversity` part says how much it lost). Hits must be best first."""
+    chosen: list = []
+    per_file: dict[str, int] = {}
+    floor = float("-inf")
+    for h in hits:
+        if len(chosen) >= k and h.score <= floor:
+            break
+        n = per_file.get(h.path, 0)
+        if n:
+            lost = h.score * (1 - saturation ** n)
+            h.components = {**h.components, "diversity": -lost}
+            h.score -= lost
+        chosen.append(h)
+        per_file[h.path] = n + 1
+        if len(chosen) >= k:
+            floor = sorted((c.score for c in chosen), reverse=True)[k - 1]
+    chosen.sort(key=lambda h: (-h.score, h.path, h.start_line))
+    return chosen[:k]
