@@ -152,13 +152,20 @@ def _prefix_match(a: str, b: str) -> bool:
 
 
 # -- priors -------------------------------------------------------------------------------------------------------
-_PROSE_EXT = frozenset({"md", "mdx", "rst", "txt", "adoc", "asciidoc", "org", "textile", "rdoc", "pod"})
+_PROSE_EXT = frozenset({"md", "mdx", "rst", "txt", "adoc", "asciidoc", "org", "textile", "rdoc", "pod", "html",
+                        "htm", "tex"})
+_TEST_HELPER = re.compile(r"(?:^|/)(?:test_?helpers?|test_?utils?|testutils?|testing_?utils?)[^/]*\.\w+$", re.I)
 _EXAMPLE_DIR = re.compile(r"(?:^|/)(?:_?examples?|samples?|demos?|docs?_src|benchmarks?|bench)(?:/|$)", re.I)
 _DOC_DIR = re.compile(r"(?:^|/)(?:docs?|documentation|guides?|\.agents|\.github)(?:/|$)", re.I)
 _COMPAT_DIR = re.compile(r"(?:^|/)(?:_?compat|legacy|deprecated|shims?)(?:/|$)|(?:^|/)_?compat\.\w+$", re.I)
 _GENERATED = re.compile(r"(?:^|/)(?:generated|gen|vendor|third_party|dist)(?:/|$)|_pb2\.py$|\.pb\.go$|\.min\.js$"
                         r"|\.generated\.\w+$|_generated\.\w+$", re.I)
 _STUB = re.compile(r"\.d\.ts$|\.pyi$")
+_DATA_EXT = frozenset({"json", "jsonc", "yaml", "yml", "toml", "xml", "ini", "cfg", "conf", "lock", "csv", "tsv",
+                       "def", "properties", "plist", "svg", "tt", "erb", "mustache", "hbs", "tmpl", "tpl", "j2", "in"})
+_DOC_NAMES = re.compile(r"^(?:readme|usage|changelog|changes|history|news|license|licence|copying|authors|"
+                        r"contributing|notice|todo|makefile|dockerfile|gemfile|rakefile|cmakelists)(?:\.|$)", re.I)
+_TEMPLATE_DIR = re.compile(r"(?:^|/)(?:templates?|fixtures?|stubs?|skeletons?)(?:/|$)", re.I)
 _REEXPORT = frozenset({"__init__.py", "package-info.java"})
 
 
@@ -171,19 +178,22 @@ class Priors:
     generated: float = 0.5
     reexport: float = 0.5
     stub: float = 0.7
-    tiny: float = 0.7  # units of one or two lines
+    data: float = 0.5  # data, configuration and template files
+    tiny: float = 0.5  # units of one or two lines
 
 
 def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
     """The multiplicative prior of a chunk and the name of what set it ("" for 1.0)."""
     f, why = 1.0, []
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if not intent.tests and score.is_test_path(path, row.symbol):
+    if not intent.tests and (score.is_test_path(path, row.symbol) or _TEST_HELPER.search(path)):
         f, why = f * p.test, why + ["test"]
     if not intent.examples and _EXAMPLE_DIR.search(path):
         f, why = f * p.example, why + ["example"]
-    if not intent.docs and (ext in _PROSE_EXT or _DOC_DIR.search(path)):
+    if not intent.docs and (ext in _PROSE_EXT or _DOC_DIR.search(path) or _DOC_NAMES.match(PurePosixPath(path).name)):
         f, why = f * p.docs, why + ["docs"]
+    if ext in _DATA_EXT or _TEMPLATE_DIR.search(path):
+        f, why = f * p.data, why + ["data"]
     if _COMPAT_DIR.search(path):
         f, why = f * p.compat, why + ["compat"]
     if _GENERATED.search(path):
@@ -204,6 +214,7 @@ class Sizes:
 
     definition: float = 3.0
     definition_named_file: float = 1.5  # x definition when the file is named after the symbol
+    definition_type: float = 1.3  # x definition for a type (class, struct, ...) named like a capitalised query
     embedded: float = 0.5  # x definition for a name inside a natural-language query
     path: float = 1.0
     path_min_share: float = 0.1
@@ -244,7 +255,10 @@ def rerank(scored: Scored, rows: Mapping[Hashable, Row], texts: Mapping[Hashable
             hit = [n for n in intent.names if defines(row, text, n)]
             if hit:
                 named = any(_stem_named(row.path, n) for n in hit)
-                add(key, "definition", unit * (sizes.definition_named_file if named else 1.0))
+                # a capitalised name asks for a type before a function or method of the same name
+                typed = row.kind == "class" and any(n[:1].isupper() for n in hit)
+                add(key, "definition", unit * (sizes.definition_named_file if named else 1.0)
+                    * (sizes.definition_type if typed else 1.0))
     # query words in file names (natural language)
     if intent.kind == "text" and intent.words:
         for key in out:
