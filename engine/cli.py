@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 from contextlib import contextmanager
@@ -96,6 +97,12 @@ def _show_progress(args: argparse.Namespace) -> bool:
 def cmd_index(args: argparse.Namespace) -> int:
     root = Path(args.path)
     engine = _open_engine(args, root)
+    if args.background:  # started by `sg search` (_embed_in_background): one at a time per index
+        lock = _embed_lock(Path(engine.index_dir), hold=True)
+        if lock is None:
+            engine.close()
+            return 0
+        args.quiet = True
     cancel = threading.Event()
     try:
         with _progress(_show_progress(args)) as cb:
@@ -173,23 +180,83 @@ def _print_plain(res, explain: bool) -> None:
     _err(f"sg: {len(res.hits)} results in {res.elapsed_ms:.0f} ms ({res.mode})" if res.hits else "sg: no results")
 
 
+INLINE_EMBED = 64  # at most this many chunks without vectors are embedded before answering; more: in the background
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    """Bring the index up to date and search. A folder whose embeddings are far behind (never indexed, or a big
+    change) is answered at once from the lexical tier with the full ranking, while a detached `sg index` embeds
+    the rest; later searches are hybrid. --wait embeds first, for scripts that want the full answer."""
     root = Path(args.root)
     engine = _open_engine(args, root)
+    pending = 0
+    mode = args.mode
     try:
         if not args.no_update:
             with _progress(_show_progress(args)) as cb:
-                engine.index(progress=cb, embed=args.mode != "lexical")
-        res = engine.search(args.query, k=args.k, mode=args.mode, paths=args.path or None, explain=args.explain)
+                engine.index(progress=cb, embed=False)
+                if mode != "lexical":
+                    pending = engine.pending_embeddings()
+                    if pending and (args.wait or pending <= INLINE_EMBED):
+                        engine.index(progress=cb)
+                        pending = 0
+        if pending:
+            mode = "lexical"
+        res = engine.search(args.query, k=args.k, mode=mode, paths=args.path or None, explain=args.explain)
     finally:
         engine.close()
+    if pending:
+        started = _embed_in_background(args, Path(engine.index_dir))
+        res.notes.append(f"{pending} chunks have no embeddings yet: lexical tier only (full ranking); "
+                         + ("they are being embedded in the background" if started else
+                            "another sg process is embedding them")
+                         + ", and later searches are hybrid (--wait waits for them)")
     if args.json:
-        print(json.dumps({"query": args.query, "mode": res.mode, "elapsedMs": round(res.elapsed_ms, 2),
-                          "models": res.models, "notes": res.notes,
+        print(json.dumps({"query": args.query, "mode": res.mode, "tiers": res.tiers,
+                          "elapsedMs": round(res.elapsed_ms, 2), "models": res.models, "notes": res.notes,
                           "results": [_hit_dict(h, args.explain) for h in res.hits]}, ensure_ascii=False))
     else:
         _print_hits(res, args.explain)
+        for note in res.notes:
+            _err(f"sg: {note}")
     return 0
+
+
+def _embed_in_background(args: argparse.Namespace, index_dir: Path) -> bool:
+    """Start a detached `sg index` over the same folder and settings unless one already runs (it holds
+    <index>/embed.lock). Its output goes to <index>/embed.log. False when one was already running."""
+    if _embed_lock(index_dir) is None:
+        return False  # held: released at once below only when we got it
+    cmd = [sys.executable, "-m", "engine.cli", "index", str(Path(args.root).resolve()), "--background"]
+    for flag in ("index_dir", "model_path", "backend", "qdrant_url"):
+        value = getattr(args, flag, None)
+        if value:
+            local = flag in ("index_dir", "model_path") or (flag == "qdrant_url" and "://" not in value)
+            cmd += [f"--{flag.replace('_', '-')}", str(Path(value).expanduser().resolve()) if local else value]
+    if getattr(args, "trust_remote_code", False):
+        cmd.append("--trust-remote-code")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / "embed.log", "ab") as log:
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                         cwd=str(Path(__file__).resolve().parent.parent))
+    return True
+
+
+def _embed_lock(index_dir: Path, hold: bool = False):
+    """The background indexer's lock: an open file holding an exclusive flock (kept when `hold`, else released
+    at once), or None when another process holds it."""
+    import fcntl
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    f = open(index_dir / "embed.lock", "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    if not hold:
+        f.close()  # closing releases it
+    return f
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -333,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index a folder (incremental)")
     p.add_argument("path", nargs="?", default=".")
     p.add_argument("--no-embed", action="store_true", help="lexical index only (fast); embed later")
+    p.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # sg search's detached indexer
     _common(p)
     p.set_defaults(func=cmd_index)
 
@@ -344,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", action="append", help="only results under this glob (repeatable)")
     p.add_argument("--explain", action="store_true", help="show the route, models and score components")
     p.add_argument("--no-update", action="store_true", help="search the index as it is")
+    p.add_argument("--wait", action="store_true",
+                   help="embed everything first (default: answer lexically at once while a large backlog embeds "
+                        "in the background)")
     _common(p)
     p.set_defaults(func=cmd_search)
 

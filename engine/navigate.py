@@ -108,7 +108,8 @@ def defines(row: Row, text: str, name: str) -> bool:
         head = "\n".join(text.splitlines()[:4])
         if name in head:
             return True
-    return bool(text) and _definition_re(name).search(text[:4000]) is not None
+    head = text[:4000]
+    return name in head and _definition_re(name).search(head) is not None
 
 
 def _stem(path: str) -> str:
@@ -131,6 +132,7 @@ def _path_words(path: str) -> frozenset[str]:
     return frozenset(words)
 
 
+@functools.lru_cache(maxsize=65536)
 def path_share(words: tuple[str, ...], path: str) -> float:
     """Share of the query's keywords found in the file's stem or its folder's name (prefixes of 3+ letters and
     English stems match: "dependency" ~ "dependencies")."""
@@ -184,13 +186,24 @@ class Priors:
 
 def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
     """The multiplicative prior of a chunk and the name of what set it ("" for 1.0)."""
+    f, why = _path_prior(path, intent.tests, intent.docs, intent.examples, p)
+    if not intent.tests and not why.startswith("test") and row.symbol and score.is_test_path(path, row.symbol):
+        f, why = f * p.test, "+".join(x for x in ("test", why) if x)  # a test method in a test class
+    if row.end_line - row.start_line < 2:
+        f, why = f * p.tiny, "+".join(x for x in (why, "tiny") if x)
+    return f, why
+
+
+@functools.lru_cache(maxsize=65536)
+def _path_prior(path: str, tests: bool, docs: bool, examples: bool, p: Priors) -> tuple[float, str]:
     f, why = 1.0, []
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if not intent.tests and (score.is_test_path(path, row.symbol) or _TEST_HELPER.search(path)):
+    name = path.rsplit("/", 1)[-1]
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if not tests and (score.is_test_path(path) or _TEST_HELPER.search(path)):
         f, why = f * p.test, why + ["test"]
-    if not intent.examples and _EXAMPLE_DIR.search(path):
+    if not examples and _EXAMPLE_DIR.search(path):
         f, why = f * p.example, why + ["example"]
-    if not intent.docs and (ext in _PROSE_EXT or _DOC_DIR.search(path) or _DOC_NAMES.match(PurePosixPath(path).name)):
+    if not docs and (ext in _PROSE_EXT or _DOC_DIR.search(path) or _DOC_NAMES.match(name)):
         f, why = f * p.docs, why + ["docs"]
     if ext in _DATA_EXT or _TEMPLATE_DIR.search(path):
         f, why = f * p.data, why + ["data"]
@@ -200,10 +213,8 @@ def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
         f, why = f * p.generated, why + ["generated"]
     if _STUB.search(path):
         f, why = f * p.stub, why + ["stub"]
-    if PurePosixPath(path).name in _REEXPORT:
+    if name in _REEXPORT:
         f, why = f * p.reexport, why + ["reexport"]
-    if row.end_line - row.start_line < 2:
-        f, why = f * p.tiny, why + ["tiny"]
     return f, "+".join(why)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 import numpy as np
@@ -49,6 +49,7 @@ class Ranker:
     settings: SearchSettings
     encode: Callable[[Space, str, bool], np.ndarray]
     drop: Callable[[Space, Exception], None]
+    tiers: list[str] = field(default_factory=list)  # after rank(): the tiers that served it (lexical, semantic)
 
     def rank(self, q: Query) -> tuple[list[Hit], list[str]]:
         """The top q.k hits (deduplicated) and notes on anything that degraded the ranking."""
@@ -70,6 +71,7 @@ class Ranker:
                         del comp[key]
             # A component with no candidates (e.g. a space with no vectors in this corpus) must not dilute others.
             components = {name: c for name, c in components.items() if c}
+            self.tiers = sorted({"semantic" if name.startswith("sem:") else name for name in components})
             if self.settings.fusion == "rrf":
                 fused = score.fuse_rrf(components, comp_weights, k=self.settings.rrf_k)
             else:

@@ -34,6 +34,7 @@ class SearchResult:
     route: dict[str, float]
     models: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    tiers: list[str] = field(default_factory=list)  # what served the answer: "lexical", "semantic" (or both)
 
 
 class Engine:
@@ -176,6 +177,20 @@ class Engine:
         with self._writer:
             return self._indexer.update_files(paths, embed, buffers)
 
+    def pending_embeddings(self) -> int:
+        """How many chunks still have no vector in the embedding space that reads them (0 with models off or
+        failed): the work a full index still has to do after its lexical pass. A store with no vector at all
+        answers without loading the models."""
+        if not self.settings.models.enabled or self._model_state[0] == "failed":
+            return 0
+        if not self.store.has_vectors():
+            return self.store.counts()["chunks"]
+        try:
+            self._ensure_models()
+        except SgError:
+            return 0
+        return sum(self.store.count_missing(sp.name, sp.routes) for sp in list(self.spaces.values()))
+
     def warm(self, wait: bool = False) -> None:
         """For long-lived use (the language server, benches): keep the lexical postings in memory too (read in
         the background; `wait` blocks until they are)."""
@@ -221,9 +236,10 @@ class Engine:
         notes: list[str] = []
         mode = self._usable_mode(self._check_mode(mode), wait_for_models, notes)
         weights = route.route_query(query)
-        hits, rank_notes = self._ranker().rank(Query(query, tokenize.tokenize_query(query), weights, mode, k, paths))
+        ranker = self._ranker()
+        hits, rank_notes = ranker.rank(Query(query, tokenize.tokenize_query(query), weights, mode, k, paths))
         return SearchResult(hits, mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(),
-                            notes + rank_notes)
+                            notes + rank_notes, ranker.tiers)
 
     def chunk_at(self, path: str, line: int, col: int | None = None) -> ChunkInfo | None:
         """The chunk a position falls in: the innermost function, method or class chunk that encloses `line`
@@ -277,13 +293,14 @@ class Engine:
         r = route.route_chunk(text, language or "code")
         weights = {x: (1.0 if x == r else 0.0) for x in ROUTES}
         q_tokens = tokenize.tokenize_query(text, limit=512)
-        hits, rank_notes = self._ranker().rank(Query(text, q_tokens, weights, mode, k + 8, None, doc_query=True,
-                                                     name_boost=False))
+        ranker = self._ranker()
+        hits, rank_notes = ranker.rank(Query(text, q_tokens, weights, mode, k + 8, None, doc_query=True,
+                                             name_boost=False))
         if exclude:
             hits = [h for h in hits if h.chunk_id != exclude[2] and not (h.path == exclude[0] and h.symbol
                                                                           and h.symbol == exclude[1])]
         return SearchResult(hits[:k], mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(),
-                            notes + rank_notes)
+                            notes + rank_notes, ranker.tiers)
 
     def _ranker(self) -> Ranker:
         return Ranker(self.backend, self.spaces, self.settings.search, self._encode, self._drop_space)
