@@ -48,6 +48,21 @@ _DOC_WORDS = frozenset({"doc", "docs", "documentation", "readme", "guide", "guid
 _EXAMPLE_WORDS = frozenset({"example", "examples", "demo", "demos", "sample", "samples", "tutorial"})
 
 
+# Words that frame a question rather than name what it looks for ("how are routes registered"). In code they are
+# rare (comments only), so BM25 gives them a high IDF and a short comment that says "how" outranks the code.
+# Words that also name code ("is", "to", "get", "for", "in") stay.
+QUESTION_WORDS = frozenset("""
+how does do did what where which who whose why when the a an and or of are was were this that these those its
+""".split())
+
+
+def content_tokens(tokens: list[str]) -> list[str]:
+    """A natural-language query's BM25 tokens without the words that only frame the question (all of them when
+    nothing else is left)."""
+    kept = [t for t in tokens if t not in QUESTION_WORDS]
+    return kept or tokens
+
+
 @dataclass(frozen=True)
 class Intent:
     """What a search query asks for, read from its text."""
@@ -92,7 +107,8 @@ def _definition_re(name: str) -> re.Pattern[str]:
     ns = r"(?:[A-Za-z_][\w]*(?:\.|::|:))*"
     n = re.escape(name)
     return re.compile(
-        r"(?:^|[\s(])(?:" + kw + r")\s+(?:[\w*&<>\[\]]+\s+)*?" + ns + n + r"(?=[\s<({:\[;=,!]|$)"  # class Foo, pub fn foo
+        r"(?:^|[\s(])(?:" + kw + r")\s+(?:<[^>\n]*>\s*|\([^)\n]*\)\s*)?" + ns + n
+        + r"(?=[\s<({:\[;=,!]|$)"  # class Foo, pub fn foo, fun <T> foo, func (r *R) Foo
         r"|^\s*(?:export\s+)?(?:[\w.]+\.)?" + n + r"\s*(?:=|:=)\s*(?:function|\(|async|class|struct|[\w.]*\.extend)"
         r"|^\s*" + n + r"\s*\(\)\s*\{"  # shell: name() {
         r"|^\s*(?:pub\s+)?(?:const|var)\s+" + n + r"\s*=\s*(?:struct|enum|union|@import|fn)"  # zig
@@ -101,15 +117,16 @@ def _definition_re(name: str) -> re.Pattern[str]:
 
 
 def defines(row: Row, text: str, name: str) -> bool:
-    """Whether this chunk is the definition of `name`: its symbol's last part is the name and the name stands in
-    its first lines (a class head, not a later piece of the class), or a definition keyword precedes the name."""
-    last = re.split(r"::|\.|#|/|\\|->", row.symbol)[-1] if row.symbol else ""
-    if last == name or (last.lower() == name.lower() and name.lower() != name):
-        head = "\n".join(text.splitlines()[:4])
-        if name in head:
-            return True
+    """Whether this chunk is the definition of `name`: a function or method chunk of that name, or a chunk where
+    a definition keyword precedes the name (a class head, not a later piece of the class)."""
     head = text[:4000]
-    return name in head and _definition_re(name).search(head) is not None
+    if name not in head:
+        return False
+    last = re.split(r"::|\.|#|/|\\|->", row.symbol)[-1] if row.symbol else ""
+    if last == name and row.kind in ("function", "method"):
+        return True  # a function's chunk (or the first window of a long one) names it in its signature
+    # a class's chunks all carry its symbol: only the head has the definition keyword before the name
+    return _definition_re(name).search(head) is not None
 
 
 def _stem(path: str) -> str:
@@ -181,7 +198,7 @@ class Priors:
     reexport: float = 0.5
     stub: float = 0.7
     data: float = 0.5  # data, configuration and template files
-    tiny: float = 0.5  # units of one or two lines
+    tiny: float = 0.5  # one-line units: a lone class line, an assignment between definitions
 
 
 def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
@@ -189,7 +206,7 @@ def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
     f, why = _path_prior(path, intent.tests, intent.docs, intent.examples, p)
     if not intent.tests and not why.startswith("test") and row.symbol and score.is_test_path(path, row.symbol):
         f, why = f * p.test, "+".join(x for x in ("test", why) if x)  # a test method in a test class
-    if row.end_line - row.start_line < 2:
+    if row.end_line == row.start_line:
         f, why = f * p.tiny, "+".join(x for x in (why, "tiny") if x)
     return f, why
 

@@ -19,7 +19,7 @@ from .settings import SearchSettings
 from .spaces import Space
 
 NAVIGATE_TEXTS = 60  # candidates whose text the definition check reads (best fused first)
-NAMED_CANDIDATES = 30  # chunks fetched by name (symbol column) and by path words, per name
+NAMED_CANDIDATES = 60  # chunks fetched by name (symbol column) and by path words, per name
 PRUNE_FROM_CHUNKS = 200  # below this, one chunk is too big a share to call a word common: BM25 keeps every word
 POSTING_BUDGET = 0.5  # a search query's kept BM25 words may together fill at most this share of the chunks
 
@@ -107,8 +107,9 @@ class Ranker:
         cols = (1.0 - cjk, 2.0 * (1.0 - cjk), 1.0)
         lw = s.similar_lexical_weight if q.doc_query else \
             s.symbol_lexical_weight if q.intent is not None and q.intent.kind == "symbol" else s.lexical_weight
-        lex_tokens = prune_common(q.tokens, v, s.max_token_share, budget=not q.doc_query) \
-            if mode != "semantic" else q.tokens
+        tokens = navigate.content_tokens(q.tokens) if q.intent is not None and q.intent.kind == "text" else q.tokens
+        lex_tokens = prune_common(tokens, v, s.max_token_share, budget=not q.doc_query) \
+            if mode != "semantic" else tokens
         if mode in ("hybrid", "lexical"):
             components["lexical"] = v.lexical(lex_tokens, n_cand, cols)
             comp_weights["lexical"] = 1.0 if mode == "lexical" else lw + (1 - lw) * unserved
