@@ -43,6 +43,9 @@ _EXPORTS = {
     "run_eval": "engine.eval",
     "explain_route": "engine.route",
     "pull_main": "engine.embed.pull",  # `sg models pull ID`: the one online step  # local tuning (ImportError in a build without its dependencies)
+    "IndexWriter": "engine.watch",  # long-lived processes: the one writer thread, debounced file changes
+    "FileWatch": "engine.watch",  # a watchdog observer whose events become workspace-relative changes
+    "never_indexed": "engine.watch",
     "SgError": "engine.errors",
     "BadQuery": "engine.errors",
     "ConfigError": "engine.errors",
