@@ -119,7 +119,7 @@ class Backend(Protocol):
     def check(self) -> list[str]:
         """Disagreements between this backend and the store (empty when healthy)."""
 
-    def warm(self) -> None:
+    def warm(self, wait: bool = False) -> None:
         """For long-lived processes: build whatever makes later searches faster (may work in the background)."""
 
     def close(self) -> None:
