@@ -53,35 +53,44 @@ def snippet_of(root: Path, hit: Any, lines: int) -> str:
 def render(title: str, res: Any, root: Path, snippet_lines: int, max_bytes: int,
            extra_notes: list[str] = ()) -> tuple[str, SearchOut]:
     """(text for the model, structured copy). Hits go in rank order; a hit whose snippet does not fit keeps the
-    lines that do; once not even a hit's location line fits, the rest are counted in `omitted`."""
+    lines that do; once not even a hit's location line fits, the rest are left out and counted. The header and the
+    notes always come (they say why results may be partial)."""
     notes = list(dict.fromkeys([*res.notes, *extra_notes]))
     head = [f"{len(res.hits)} results for {title} ({res.mode}, {res.elapsed_ms:.0f} ms)" if res.hits
             else f"no results for {title} ({res.mode})"]
     head += [f"note: {n}" for n in notes]
-    out = list(head)
-    used = _size(out)
+    body, hits = _fit(res.hits, root, snippet_lines, max_bytes - _size(head))
+    omitted = len(res.hits) - len(hits)
+    if omitted:  # again with room for the line that says so
+        tail = f"({{}} more results left out to stay within max_bytes={max_bytes})"
+        body, hits = _fit(res.hits, root, snippet_lines, max_bytes - _size(head) - _size([tail.format(omitted)]))
+        omitted = len(res.hits) - len(hits)
+        body.append(tail.format(omitted))
+    return "\n".join(head + body), SearchOut(results=hits, mode=res.mode, notes=notes,
+                                             elapsed_ms=round(res.elapsed_ms, 2), omitted=omitted)
+
+
+def _fit(all_hits: list[Any], root: Path, snippet_lines: int, budget: int) -> tuple[list[str], list[HitOut]]:
+    out: list[str] = []
     hits: list[HitOut] = []
-    for h in res.hits:
+    used = 0
+    for h in all_hits:
         loc = f"{h.path}:{h.start_line}-{h.end_line}  {h.symbol or '-'}  ({h.kind}, {h.score:.3f})"
-        if used + _size([loc]) > max_bytes:
+        if used + _size([loc]) > budget:
             break
         out.append(loc)
         used += _size([loc])
         kept: list[str] = []
         for i, line in enumerate(snippet_of(root, h, snippet_lines).split("\n") if snippet_lines else []):
             numbered = f"{h.start_line + i:>6}  {line}"
-            if used + _size([numbered]) > max_bytes:
+            if used + _size([numbered]) > budget:
                 break
             out.append(numbered)
             used += _size([numbered])
             kept.append(line)
         hits.append(HitOut(path=h.path, start_line=h.start_line, end_line=h.end_line, symbol=h.symbol, kind=h.kind,
                            language=h.language, score=round(h.score, 5), snippet="\n".join(kept)))
-    omitted = len(res.hits) - len(hits)
-    if omitted:
-        out.append(f"({omitted} more results left out to stay within max_bytes={max_bytes})")
-    return "\n".join(out), SearchOut(results=hits, mode=res.mode, notes=notes, elapsed_ms=round(res.elapsed_ms, 2),
-                                     omitted=omitted)
+    return out, hits
 
 
 def _size(lines: list[str]) -> int:
