@@ -79,4 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ws.close()
         logging.shutdown()
-    return 0
+    # Exit at once, as sg-lsp does: a model still loading in a daemon thread must not hold the process (the client
+    # waits a couple of seconds for it, then kills it).
+    sys.stdout.flush()
+    os._exit(0)

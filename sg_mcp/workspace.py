@@ -50,8 +50,10 @@ class Workspace:
         self.writer.submit("index", self._index)
         self.writer.start()
 
-    def close(self) -> None:
-        self.writer.stop(timeout=10.0)  # an index in progress stops after its current batch
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop writing (an index in progress stops after its current batch) and close the index. A writer still
+        busy after `timeout` is left to die with the process: every write is one SQLite transaction."""
+        self.writer.stop(timeout=timeout)
         if self._files is not None:
             try:
                 self._files.stop()
@@ -116,11 +118,15 @@ class Workspace:
                     ev.set()
                 self.writer.preempt = ev
                 try:
-                    if stage == "models":
-                        eng.load_models()  # waits for the warm-up started when the index opened
-                        stage = "full"
-                        continue
-                    report = eng.index(cancel=ev, embed=want_models and eng.model_state()[0] == "ready")
+                    if stage == "models":  # the warm-up started when the index opened: wait for it, pre-emptibly
+                        while eng.model_state()[0] in ("not loaded", "loading") and not ev.wait(0.1):
+                            pass
+                        if not ev.is_set():
+                            stage = "full"
+                            continue
+                        report = IndexReport(cancelled=True)
+                    else:
+                        report = eng.index(cancel=ev, embed=want_models and eng.model_state()[0] == "ready")
                 finally:
                     self.writer.preempt = None
                 if report.cancelled:
