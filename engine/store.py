@@ -159,13 +159,17 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write transaction; bumps the generation on commit."""
+        """One atomic write transaction; bumps the generation on commit when it changed a row. A transaction that
+        changed nothing (an index run over an unchanged workspace) keeps the generation, so the saved ANN files
+        stay current and the next one-shot search loads them instead of rebuilding them."""
         with self._write_lock:
             con = self._con()
             con.execute("BEGIN IMMEDIATE")
             try:
+                changes = con.total_changes
                 yield con
-                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                if con.total_changes != changes:
+                    con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -254,8 +258,13 @@ class Store:
 
     @staticmethod
     def replace_skips(con: sqlite3.Connection, skips: Iterable[Skip], paths: Iterable[str] | None = None) -> None:
-        """Record skips. With `paths`, only those paths' records are replaced (one-file updates)."""
+        """Record skips. With `paths`, only those paths' records are replaced (one-file updates). The same skips as
+        recorded write nothing (and so keep the generation)."""
+        skips = list(skips)
         if paths is None:
+            have = set(con.execute("SELECT path, reason, detail FROM skipped"))
+            if have == {(s.path, s.reason, s.detail) for s in skips} and len(have) == len(skips):
+                return
             con.execute("DELETE FROM skipped")
         else:
             con.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
