@@ -69,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(root, overrides(args), problems, lenient=True)
     for p in problems:
         logging.getLogger("sg_mcp").warning("settings: %s", p)
-    ws = Workspace(root, settings, watch=not args.no_watch)
+    # An agent configured once for every project may start the server in the home directory (or /): indexing all
+    # of it by accident would take hours, so a folder that was not named is refused there, and the tools say why.
+    named = bool(args.root or args.root_option)
+    refuse = "" if named or root.resolve() not in (Path.home().resolve(), Path("/")) else \
+        f"sg mcp was started in {root.resolve()}, not in a project: start it in the project folder or name it " \
+        "(sg mcp PATH)"
+    ws = Workspace(root, settings, watch=not args.no_watch, refuse=refuse)
     server = build_server(ws)
     ws.start()  # the index opens, the models warm and indexing runs while the client connects
     try:

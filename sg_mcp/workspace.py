@@ -26,8 +26,9 @@ class NotReady(Exception):
 class Workspace:
     """One workspace folder served for as long as the process runs."""
 
-    def __init__(self, root: Path, settings: Settings, watch: bool = True):
+    def __init__(self, root: Path, settings: Settings, watch: bool = True, refuse: str = ""):
         self.root = root.resolve()
+        self.refuse = refuse  # why this folder is not served (the tools say so), e.g. a home directory by accident
         self.settings = settings
         self.engine: Engine | None = None
         self.state = "opening"  # opening | indexing | ready | error
@@ -66,7 +67,8 @@ class Workspace:
         """The engine, once open (waits a little for it at start)."""
         self.opened.wait(OPEN_WAIT)
         if self.engine is None:
-            raise NotReady(f"the index of {self.root} {'cannot be opened: ' + self.error if self.error else 'is still opening'}")
+            raise NotReady(self.refuse or f"the index of {self.root} " + (
+                f"cannot be opened: {self.error}" if self.error else "is still opening"))
         return self.engine
 
     @property
@@ -75,6 +77,10 @@ class Workspace:
 
     # -- on the writer thread ------------------------------------------------------------------------------------
     def _open(self) -> None:
+        if self.refuse:
+            self.state, self.error = "error", self.refuse
+            self.opened.set()
+            return
         try:
             self.engine = Engine(self.root, self.settings, log=lambda msg: logger.info("%s", msg))
         except Exception as exc:

@@ -74,19 +74,19 @@ def workspace(base: Path, lexical: bool = True) -> Path:
     return root
 
 
-def env() -> dict[str, str]:
+def env(**extra: str) -> dict[str, str]:
     """The server's environment: the venv's bin first on PATH (the documented commands call `sg` by name), and
     the test session's model cache."""
     out = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TOKENIZERS_PARALLELISM": "false"}
     for key in ("SG_CACHE_DIR", "HF_HOME", "HF_HUB_OFFLINE", "HOME"):
         if key in os.environ:
             out[key] = os.environ[key]
-    return out
+    return {**out, **extra}
 
 
 @asynccontextmanager
-async def serve(command: str, args: list[str], cwd: Path) -> AsyncIterator[ClientSession]:
-    params = StdioServerParameters(command=command, args=args, cwd=str(cwd), env=env())
+async def serve(command: str, args: list[str], cwd: Path, **extra_env: str) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=command, args=args, cwd=str(cwd), env=env(**extra_env))
     with open(cwd.parent / "server.log", "a", encoding="utf-8") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write) as session:
@@ -252,6 +252,17 @@ async def test_default_model_answers_lexically_then_semantically(tmp_path: Path)
                                               encoding="utf-8")
         await eventually(lambda: call(s, "search", query="area of a round shape", mode="semantic", k=1),
                          lambda r: r["results"] and r["results"][0]["symbol"] == "circle_area", timeout=30)
+
+
+@pytest.mark.asyncio
+async def test_started_in_the_home_directory_it_serves_nothing_and_says_why(tmp_path: Path) -> None:
+    root = workspace(tmp_path)
+    async with serve(str(BIN / "sg"), ["mcp"], cwd=root, HOME=str(root)) as s:
+        assert "not in a project: start it in the project folder or name it (sg mcp PATH)" in \
+            await error_of(s, "search", query="fibonacci")
+    assert not (root / ".sg").exists()  # nothing was indexed
+    async with serve(str(BIN / "sg"), ["mcp", "."], cwd=root, HOME=str(root)) as s:  # named: served
+        assert (await ready(s))["files"] == 4
 
 
 def test_engine_never_imports_the_mcp_server_and_it_uses_only_the_public_api() -> None:
