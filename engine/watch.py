@@ -7,8 +7,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Hashable
+from typing import Any
 
 # What a change to a workspace-relative path is: its bytes changed (or it appeared), it went away, or it is a
 # folder (created, deleted or moved: only a walk knows what came or went with it).

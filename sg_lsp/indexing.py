@@ -14,7 +14,8 @@ from urllib.parse import unquote
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from engine import Engine, FileWatch as Watchdog, IndexReport, IndexWriter
+from engine import Engine, IndexReport, IndexWriter
+from engine import FileWatch as Watchdog
 
 from .progress import WorkProgress
 from .session import Folder, jsonable

@@ -10,12 +10,13 @@ import re
 import shlex
 import sys
 import time
-import tomllib
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
+import tomllib
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
