@@ -56,13 +56,14 @@ def render(title: str, res: Any, root: Path, snippet_lines: int, max_bytes: int,
     lines that do; once not even a hit's location line fits, the rest are left out and counted. The header and the
     notes always come (they say why results may be partial)."""
     notes = list(dict.fromkeys([*res.notes, *extra_notes]))
-    head = [f"{len(res.hits)} results for {title} ({res.mode}, {res.elapsed_ms:.0f} ms)" if res.hits
+    n = len(res.hits)
+    head = [f"{n} result{'s' if n > 1 else ''} for {title} ({res.mode}, {res.elapsed_ms:.0f} ms)" if n
             else f"no results for {title} ({res.mode})"]
     head += [f"note: {n}" for n in notes]
     body, hits = _fit(res.hits, root, snippet_lines, max_bytes - _size(head))
     omitted = len(res.hits) - len(hits)
     if omitted:  # again with room for the line that says so
-        tail = f"({{}} more results left out to stay within max_bytes={max_bytes})"
+        tail = f"({{}} more left out to stay within max_bytes={max_bytes})"
         body, hits = _fit(res.hits, root, snippet_lines, max_bytes - _size(head) - _size([tail.format(omitted)]))
         omitted = len(res.hits) - len(hits)
         body.append(tail.format(omitted))
