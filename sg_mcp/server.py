@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from engine import SgError
+from engine import SgError, split_lines
 
 from . import __version__
 from .results import SearchOut, render
@@ -172,6 +172,12 @@ def location(ws: Workspace, path: str | None, line: int | None) -> tuple[str, in
         raise ToolError(f"{path} is outside the workspace {ws.root}") from None
     if not full.is_file():
         raise ToolError(f"no such file in the workspace: {rel}")
+    try:
+        lines = len(split_lines(full.read_bytes().decode("utf-8", "replace")))
+    except OSError as exc:
+        raise ToolError(f"cannot read {rel}: {exc.strerror}") from None
+    if line > lines:
+        raise ToolError(f"line {line} is past the end of {rel} ({lines} lines)")
     return rel, line
 
 

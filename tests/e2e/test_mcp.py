@@ -170,8 +170,9 @@ async def test_tools_search_edit_and_errors(tmp_path: Path) -> None:
         assert "outside the workspace" in await error_of(s, "search", query="x", paths=["../*"])
         assert "outside the workspace" in await error_of(s, "similar", path="../secret.py", line=1)
         assert "outside the workspace" in await error_of(s, "similar", path=str(tmp_path / "secret.py"), line=1)
-        assert "no indexed function at src/mathutil.py:999" in await error_of(s, "similar", path="src/mathutil.py",
-                                                                               line=999)
+        assert "line 999 is past the end of src/mathutil.py (24 lines)" in await error_of(
+            s, "similar", path="src/mathutil.py", line=999)
+        assert "no indexed function at src/mathutil.py:2" in await error_of(s, "similar", path="src/mathutil.py:2")
         assert "line" in await error_of(s, "similar", path="src/mathutil.py", line=0)
         assert "no line given" in await error_of(s, "similar", path="src/mathutil.py")
         assert "no such file in the workspace: src/nope.py" in await error_of(s, "similar", path="src/nope.py",
