@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine import load_settings  # heavy imports after argument parsing, so --help is instant
 
-    from .server import build_server
+    try:
+        from .server import build_server
+    except ImportError as exc:  # the MCP SDK is a dependency, but an install can still lack it
+        print(f"sg mcp: error: the MCP SDK cannot be imported ({exc}); pip install 'mcp>=2.3,<3'", file=sys.stderr)
+        return 2
     from .workspace import Workspace
 
     problems: list[str] = []
