@@ -337,3 +337,35 @@ def test_recorded_gate_names_the_shipped_default():
     for path, verdict in entry["paths"].items():
         if path not in ("onnx-fp32", "torch-fp32"):  # fp32 is the reference, verified equal at export
             assert verdict["pass"] == (verdict["complete"] and verdict["max_loss"] <= 0.005), path
+
+
+def test_one_shot_search_on_the_default_path_imports_no_torch(tmp_path, bench_dir):
+    """Issue 25: `sg index` then a one-shot `sg search` with the default settings (the offline MiniLM + adapter,
+    runtime and precision auto) on any CPU. Indexing may run torch (bf16 documents where the CPU has native bf16;
+    it also readies the ONNX query encoder), but the search process never imports torch, transformers or peft."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for f in sorted((bench_dir / "cosqa" / "corpus").iterdir())[:40]:
+        (corpus / f.name).write_bytes(f.read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SG_CACHE_DIR": str(tmp_path / "cache"),
+           "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    idx = subprocess.run([sys.executable, "-m", "engine.cli", "index", str(corpus), "--json"], capture_output=True,
+                         text=True, cwd=REPO, env=env, timeout=900)
+    assert idx.returncode == 0, idx.stderr[-3000:]
+    assert json.loads(idx.stdout)["embedded"] == 40
+    code = f"""
+import contextlib, io, json, sys
+from engine.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    rc = main(["search", "check if a variable is iterable", {str(corpus)!r}, "-k", "5", "--json"])
+res = json.loads(out.getvalue())
+print(json.dumps({{"rc": rc, "hits": len(res["results"]), "mode": res["mode"], "notes": res["notes"],
+                   "loaded": sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["rc"] == 0 and got["hits"] == 5 and got["mode"] == "hybrid" and got["notes"] == [], got
+    assert got["loaded"] == [], (got, out.stderr[-2000:])
+    assert "ONNX Runtime" in out.stderr  # the models line says what serves the queries

@@ -24,13 +24,16 @@ class Split(_Composed):
     """Documents from `documents` (e.g. torch bf16, fastest for indexing on this CPU) and queries from `queries`
     (e.g. ONNX Runtime fp32: no torch import, so a one-shot search starts fast). The identity is the documents'
     one: it names the vectors the index holds. Each side loads on its first call, so a search loads only the
-    query side, and an index run with nothing to embed loads nothing. A snippet embedded as a document
-    (find-similar) goes through the document side, like the index's own chunks."""
+    query side, and an index run with nothing to embed loads nothing. An index run that embeds documents also
+    readies the query side (the one-off ONNX export needs torch, which that process has loaded anyway), so the
+    next search never imports torch. A snippet embedded as a document (find-similar) goes through the document
+    side, like the index's own chunks."""
 
     def __init__(self, documents, queries) -> None:
         self._copy_from(documents)
         self.documents = documents
         self.queries = queries
+        self._queries_ready = False
 
     def __repr__(self) -> str:
         return f"<Split documents={self.documents!r} queries={self.queries!r}>"
@@ -44,7 +47,11 @@ class Split(_Composed):
         return self.queries.embed_queries(texts)
 
     def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
-        return self.documents.embed_documents(texts)
+        out = self.documents.embed_documents(texts)
+        if not self._queries_ready and len(texts):
+            self._queries_ready = True
+            self.queries.load()
+        return out
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self.documents.count_tokens(texts)
