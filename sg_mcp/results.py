@@ -3,6 +3,7 @@ a line budget per snippet), with the same hits as structured content for program
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def snippet_of(root: Path, hit: Any, lines: int) -> str:
 
 
 def render(title: str, res: Any, root: Path, snippet_lines: int, max_bytes: int,
-           extra_notes: list[str] = ()) -> tuple[str, SearchOut]:
+           extra_notes: Sequence[str] = ()) -> tuple[str, SearchOut]:
     """(text for the model, structured copy). Hits go in rank order; a hit whose snippet does not fit keeps the
     lines that do; once not even a hit's location line fits, the rest are left out and counted. The header and the
     notes always come (they say why results may be partial)."""
