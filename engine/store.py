@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .errors import StoreError
 from .records import Chunk, Skip
@@ -365,7 +365,7 @@ class Store:
                         [(space, h, v, t) for h, v, t in rows])
 
     def vectors_for_chunks(self, space: str, routes: list[str], con: sqlite3.Connection | None = None,
-                           ids: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+                           ids: Sequence[int] | None = None) -> Iterator[tuple[int, bytes]]:
         """(chunk id, pooled vector blob) for chunks of `routes` that have a vector in `space`."""
         con = con or self._con()
         marks = ",".join("?" * len(routes))
