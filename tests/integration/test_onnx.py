@@ -282,6 +282,9 @@ def test_split_serves_documents_and_queries_from_their_runtimes(st, cache):
     assert emb.queries.serving._loaded and not emb.documents._loaded  # nothing of torch loaded for a search
     np.testing.assert_allclose(emb.embed_queries(TEXTS), OrtEmbedder(recipe, "fp32", base.ident).embed_queries(TEXTS),
                                atol=1e-5)
+    snippets = emb.embed_snippets(TEXTS)  # find-similar: a snippet as a document, from the query runtime
+    assert not emb.documents._loaded
+    np.testing.assert_allclose(snippets, OrtEmbedder(recipe, "fp32", base.ident).embed_documents(TEXTS), atol=1e-5)
     np.testing.assert_allclose(emb.embed_documents(TEXTS), bf16.embed_documents(TEXTS), atol=1e-5)
     assert _worst_cos(emb.embed_queries(TEXTS), base.embed_queries(TEXTS)) >= 0.9999
     _, reports = load_embedders(settings_(model_path=str(st), precision="bf16"))
@@ -342,7 +345,8 @@ def test_recorded_gate_names_the_shipped_default():
 def test_one_shot_search_on_the_default_path_imports_no_torch(tmp_path, bench_dir):
     """Issue 25: `sg index` then a one-shot `sg search` with the default settings (the offline MiniLM + adapter,
     runtime and precision auto) on any CPU. Indexing may run torch (bf16 documents where the CPU has native bf16;
-    it also readies the ONNX query encoder), but the search process never imports torch, transformers or peft."""
+    it also readies the ONNX query encoder), but a search process (sg search, then sg similar) never imports torch,
+    transformers or peft."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for f in sorted((bench_dir / "cosqa" / "corpus").iterdir())[:40]:
@@ -353,6 +357,7 @@ def test_one_shot_search_on_the_default_path_imports_no_torch(tmp_path, bench_di
                          text=True, cwd=REPO, env=env, timeout=900)
     assert idx.returncode == 0, idx.stderr[-3000:]
     assert json.loads(idx.stdout)["embedded"] == 40
+    first = sorted(corpus.glob("*.py"))[0]
     code = f"""
 import contextlib, io, json, sys
 from engine.cli import main
@@ -360,12 +365,17 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     rc = main(["search", "check if a variable is iterable", {str(corpus)!r}, "-k", "5", "--json"])
 res = json.loads(out.getvalue())
+similar = io.StringIO()
+with contextlib.redirect_stdout(similar):
+    rc2 = main(["similar", {str(first)!r} + ":1", "--root", {str(corpus)!r}, "-k", "3", "--json"])
 print(json.dumps({{"rc": rc, "hits": len(res["results"]), "mode": res["mode"], "notes": res["notes"],
+                   "similar": [rc2, len(json.loads(similar.getvalue())["results"])],
                    "loaded": sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["rc"] == 0 and got["hits"] == 5 and got["mode"] == "hybrid" and got["notes"] == [], got
+    assert got["similar"] == [0, 3], got
     assert got["loaded"] == [], (got, out.stderr[-2000:])
     assert "ONNX Runtime" in out.stderr  # the models line says what serves the queries

@@ -17,6 +17,9 @@ EXPORT_VERSION = "1"
 # Variants of the exported graph. fp32 must match torch fp32 (worst cosine >= FP32_MIN_COSINE on the probe
 # texts) or it is not used; the int8 ones are separate vector spaces, admitted by the accuracy gate.
 VARIANTS = ("fp32", "int8-dyn", "int8-dyn-rr", "int8-dyn-keep", "int8-static", "int8-fused")
+# A variant whose making changed without changing EXPORT_VERSION for all: int8-static 2 calibrates on chunks rendered
+# as sg embeds them (issue 26; before, an import error left it on 40-line windows of source).
+VARIANT_REVISION = {"int8-static": "2"}
 FP32_MIN_COSINE = 0.9999
 MANIFEST = "manifest.json"
 
@@ -29,6 +32,8 @@ def cache_key(base_ident: str, variant: str) -> str:
     """Directory name of one export: the torch fp32 identity (weights, adapter, recipe), the variant, and the
     versions that shape the file (export code, onnxruntime which quantises and optimises it)."""
     parts = [EXPORT_VERSION, base_ident, variant, dist_version("onnxruntime")]
+    if variant in VARIANT_REVISION:
+        parts.append(f"revision={VARIANT_REVISION[variant]}")
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()
     return f"{variant}-{digest}"
 

@@ -26,8 +26,8 @@ class Split(_Composed):
     one: it names the vectors the index holds. Each side loads on its first call, so a search loads only the
     query side, and an index run with nothing to embed loads nothing. An index run that embeds documents also
     readies the query side (the one-off ONNX export needs torch, which that process has loaded anyway), so the
-    next search never imports torch. A snippet embedded as a document (find-similar) goes through the document
-    side, like the index's own chunks."""
+    next search never imports torch. A snippet embedded as a document to search with (find-similar) goes through
+    the query side, in its document mode: a search of any kind stays off torch."""
 
     def __init__(self, documents, queries) -> None:
         self._copy_from(documents)
@@ -52,6 +52,9 @@ class Split(_Composed):
             self._queries_ready = True
             self.queries.load()
         return out
+
+    def embed_snippets(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
+        return self.queries.embed_documents(texts)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self.documents.count_tokens(texts)
