@@ -280,13 +280,18 @@ async function search(page, query, expectFirst, titleOk = () => true) {
   await eventually("the sg: Search input", async () => (await quickPickTitle(page)).startsWith("sg"));
   await input.fill(query);
   let attempt = 0;
+  let seen = "nothing";
   return eventually(`"${expectFirst}" first for "${query}"`, async () => {
     const title = await quickPickTitle(page);
     const rows = await quickPickRows(page);
+    seen = `${title} | first: ${rows[0] ?? "none"}`;
     if (rows.length > 0 && rows[0].includes(expectFirst) && /results?/.test(title) && titleOk(title)) return { title, rows };
     // A settings change reaches the server asynchronously: ask again, as a user would by retyping.
     if (++attempt % 8 === 0) await input.fill(attempt % 16 === 0 ? query : `${query} `);
     return false;
+  }).catch((error) => {
+    if (error instanceof Abort) throw error;
+    fail(`${error.message}; the list showed: ${seen}`);
   });
 }
 
@@ -442,8 +447,9 @@ async function oneSgItem(page, when) {
 }
 
 /** 7. A second workspace with the default model, as a user gets it: a search only the model can answer. */
-async function modelScenario(page, ws) {
+async function modelScenario(page, ws, userData, cmd) {
   watched = undefined; // the first window's status bar is gone
+  writeUserSettings(userData, cmd); // step 5's Max Results and Search Mode (lexical) were user settings: undo them
   await page.goto(`${new URL(page.url()).origin}/?folder=${encodeURIComponent(ws)}`);
   await page.locator(".monaco-workbench").waitFor({ state: "visible", timeout: 60000 });
   watched = page;
@@ -499,7 +505,7 @@ async function main() {
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(ws)}`);
     try {
       await scenario(page, codeServer, ws);
-      await modelScenario(page, modelWs);
+      await modelScenario(page, modelWs, userData, cmd);
     } catch (error) {
       await page.screenshot({ path: path.join(ARTEFACTS, "failure.png") }).catch(() => {});
       throw error;
