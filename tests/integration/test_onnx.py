@@ -316,7 +316,7 @@ def test_a_runtime_that_cannot_run_falls_back_in_select(st, cache, monkeypatch):
 
 
 def test_int8_static_calibrates_on_chunks_rendered_as_sg_embeds_them():
-    """Issue 26: the calibration texts are sg's own chunks rendered by engine/embed/render.py (path words, then
+    """The calibration texts are sg's own chunks rendered by engine/embed/render.py (path words, then
     symbol words, then the code); an import error there must fail, not fall back to windows of lines."""
     from engine.embed.runtime.export import calibration_texts
 
@@ -343,7 +343,7 @@ def test_recorded_gate_names_the_shipped_default():
 
 
 def test_one_shot_search_on_the_default_path_imports_no_torch(tmp_path, bench_dir):
-    """Issue 25: `sg index` then a one-shot `sg search` with the default settings (the offline MiniLM + adapter,
+    """`sg index` then a one-shot `sg search` with the default settings (the offline MiniLM + adapter,
     runtime and precision auto) on any CPU. Indexing may run torch (bf16 documents where the CPU has native bf16;
     it also readies the ONNX query encoder), but a search process (sg search, then sg similar) never imports torch,
     transformers or peft."""
