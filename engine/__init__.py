@@ -39,10 +39,13 @@ _EXPORTS = {
     "Progress": "engine.records",
     "split_lines": "engine.text",
     "decode_text": "engine.discover",  # bytes -> text exactly as the indexer reads a file (the server's columns)
-    "run_tune": "engine.tune",
+    "run_tune": "engine.tune",  # local tuning (ImportError in a build without its dependencies)
     "run_eval": "engine.eval",
     "explain_route": "engine.route",
-    "pull_main": "engine.embed.pull",  # `sg models pull ID`: the one online step  # local tuning (ImportError in a build without its dependencies)
+    "pull_main": "engine.embed.pull",  # `sg models pull ID`: the one online step
+    "IndexWriter": "engine.watch",  # long-lived processes: the one writer thread, debounced file changes
+    "FileWatch": "engine.watch",  # a watchdog observer whose events become workspace-relative changes
+    "never_indexed": "engine.watch",
     "SgError": "engine.errors",
     "BadQuery": "engine.errors",
     "ConfigError": "engine.errors",

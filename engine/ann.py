@@ -41,7 +41,7 @@ _HASH_CHUNK = 1 << 20
 
 if hnswlib is not None:
     BACKEND = "hnswlib"
-    from .embed.ort import dist_version
+    from .dist import dist_version
 
     _HNSWLIB_VERSION = dist_version("hnswlib")
     _Index = hnswlib.Index

@@ -15,12 +15,14 @@ method of a View is valid in every other method of the same View.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager
-from typing import Hashable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 Key = Hashable
+K = TypeVar("K", bound=Hashable)  # one backend's chunk key: a view takes back the keys it handed out
 Columns = tuple[float, float, float]  # BM25 weights of the (path, symbol, body) columns
 
 
@@ -29,18 +31,28 @@ class Row(Protocol):
     """One chunk as the ranker reads it (engine.store.ChunkRow satisfies it). Lines 1-based inclusive, columns
     in code points. `text` is "" when the row was read with text=False."""
 
-    path: str
-    symbol: str
-    kind: str
-    language: str
-    start_line: int
-    end_line: int
-    start_col: int
-    end_col: int
-    text: str
+    # read-only (properties), so frozen records such as ChunkRow satisfy it
+    @property
+    def path(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def start_line(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def start_col(self) -> int: ...
+    @property
+    def end_col(self) -> int: ...
+    @property
+    def text(self) -> str: ...
 
 
-class View(Protocol):
+class View(Protocol[K]):
     """One consistent read of the index: every answer inside one `with backend.view() as v:` block comes from
     the same committed state (a save meanwhile cannot make a candidate vanish between scoring and reading its
     row). Views are used by one thread and live for one query."""
@@ -52,14 +64,14 @@ class View(Protocol):
         """How many chunks hold each token (0 for unknown ones); the ranker drops common query words with it."""
 
     def lexical(self, tokens: Sequence[str], limit: int, cols: Columns,
-                keys: Sequence[Key] | None = None) -> dict[Key, float]:
+                keys: Sequence[K] | None = None) -> dict[K, float]:
         """BM25 with FTS5's formula (k1 1.2, b 0.75) over the path, symbol and body columns weighted by `cols`:
         key -> positive score. Without `keys`, the best `limit` chunks (unordered); with `keys`, the exact score
         of each of those chunks that matches at all (`limit` ignored): the ranker's fill-in for candidates another
         component found. Empty `tokens` give {}."""
 
     def semantic(self, space: str, pooled: np.ndarray, limit: int,
-                 tokens: np.ndarray | None = None) -> dict[Key, float]:
+                 tokens: np.ndarray | None = None) -> dict[K, float]:
         """Candidates of one embedding space: key -> similarity, at most `limit` of them (unordered).
 
         `pooled` is the query's unit-length vector (float32, the space's dim): candidates are the nearest pooled
@@ -68,7 +80,7 @@ class View(Protocol):
         (engine.score.maxsim_packed); a backend that cannot read a candidate's tokens answers its cosine instead.
         An empty space answers {}."""
 
-    def semantic_fill(self, space: str, pooled: np.ndarray, keys: Sequence[Key]) -> dict[Key, float]:
+    def semantic_fill(self, space: str, pooled: np.ndarray, keys: Sequence[K]) -> dict[K, float]:
         """The exact cosine of `pooled` with each of these chunks' pooled vectors (those that have one), so fusion
         never guesses a missing score. Multi-vector spaces answer {} (MaxSim off the candidate list would need the
         tokens of every chunk: those scores stay 0)."""
@@ -76,7 +88,7 @@ class View(Protocol):
     def space_size(self, space: str) -> int:
         """How many chunks the space can rank (chunks with a vector in it)."""
 
-    def rows(self, keys: Sequence[Key], text: bool = False) -> dict[Key, Row]:
+    def rows(self, keys: Sequence[K], text: bool = False) -> dict[K, Row]:
         """The chunks behind these keys (keys no longer indexed are left out); with text=False the rows' text may
         be left empty: the ranker reads text only for the hits it returns."""
 
@@ -91,7 +103,7 @@ class Backend(Protocol):
     space and forgets spaces not named; `drop_space` forgets one whose model failed.
     """
 
-    def view(self, scope: Sequence[str] | None = None) -> AbstractContextManager[View]:
+    def view(self, scope: Sequence[str] | None = None) -> AbstractContextManager[View[Any]]:
         """A consistent read. `scope` (workspace-relative globs, as Engine.search takes them) is a hint: a backend
         may restrict candidates to it; the ranker filters the rows it gets in any case."""
 
@@ -102,9 +114,10 @@ class Backend(Protocol):
     def drop_space(self, name: str) -> None:
         """Forget a space (its model failed to load)."""
 
-    def chunks_changed(self, removed: Sequence[Key], added: Sequence[Key]) -> None:
-        """After a committed batch of file writes: `removed` chunks are gone, `added` chunks are new (their text,
-        and their vectors if the store already has vectors for their content, are in the store now)."""
+    def chunks_changed(self, removed: Sequence[int], added: Sequence[int]) -> None:
+        """After a committed batch of file writes (the store's chunk ids): `removed` chunks are gone, `added`
+        chunks are new (their text, and their vectors if the store already has vectors for their content, are in
+        the store now)."""
 
     def vectors_added(self, space: str, hashes: Sequence[str]) -> None:
         """After the store committed vectors for these chunk content hashes in `space`: every chunk with such a
@@ -119,7 +132,7 @@ class Backend(Protocol):
     def check(self) -> list[str]:
         """Disagreements between this backend and the store (empty when healthy)."""
 
-    def warm(self) -> None:
+    def warm(self, wait: bool = False) -> None:
         """For long-lived processes: build whatever makes later searches faster (may work in the background)."""
 
     def close(self) -> None:

@@ -393,7 +393,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The built-in subcommands, plus `extra` (name -> entry point) listed for --help only: main() runs those."""
     ap = argparse.ArgumentParser(prog="sg", description="Semantic code search, offline.")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -455,7 +456,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="report P@1/MRR on held-out mined pairs before and after")
     _common(p)
     p.set_defaults(func=cmd_tune)
+    for name, target in (extra or {}).items():
+        sub.add_parser(name, add_help=False, help=f"`sg {name} --help` ({target.split(':')[0]})")
     return ap
+
+
+BUILTIN = ("index", "search", "similar", "status", "models", "eval", "tune")
+COMMANDS_GROUP = "sg.commands"  # entry points of other packages' subcommands: `sg mcp` is sg_mcp's (pyproject.toml)
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP) if ep.name not in BUILTIN}
+
+
+def _run_external(name: str, argv: list[str]) -> int | None:
+    """`sg NAME ...` for a NAME that another installed package registers (engine never imports its adapters);
+    None when none does. Only looked up for a name that is not built in, so the built-in commands pay nothing."""
+    ep = _entry_points().get(name)
+    if ep is None:
+        return None
+    try:
+        command = ep.load()
+    except ImportError as exc:
+        _err(f"sg: error: `sg {name}` is installed but cannot load ({exc}); reinstall sg")
+        return 2
+    return command(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -463,7 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:2] == ["models", "pull"]:  # `sg models pull ID`: the one online step, all in engine/embed/pull.py
         from engine import pull_main
         return pull_main(argv[2:])
-    args = build_parser().parse_args(argv)
+    if argv and argv[0] not in BUILTIN and not argv[0].startswith("-"):
+        code = _run_external(argv[0], argv[1:])
+        if code is not None:
+            return code
+    wants_help = not argv or argv[0] in ("-h", "--help")
+    args = build_parser({n: ep.value for n, ep in _entry_points().items()} if wants_help else None).parse_args(argv)
     folder = getattr(args, "root", None) or getattr(args, "path", None)
     if folder is not None and not Path(folder).is_dir():
         _err(f"sg: error: {folder} is not a directory")

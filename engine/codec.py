@@ -26,8 +26,8 @@ import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -337,7 +337,7 @@ class PQCodec(Codec):
 
     @classmethod
     def train(cls, sample: np.ndarray, seed: int = 0, *, subspaces: int | None = None, iters: int = 12,
-              max_train: int = 16384) -> "PQCodec":
+              max_train: int = 16384) -> PQCodec:
         """Fit codebooks on `sample` (n, d) token vectors (normalised first); deterministic for a seed.
 
         k-means sees at most `max_train` vectors (a seeded random subset; 64 per centroid: 4x more gained
@@ -366,7 +366,7 @@ class PQCodec(Codec):
         return self._blob
 
     @classmethod
-    def from_bytes(cls, blob: Buffer) -> "PQCodec":
+    def from_bytes(cls, blob: Buffer) -> PQCodec:
         data = bytes(blob)
         if len(data) < _PQ_HEAD.size + _PQ_DIGEST:
             raise CodecError("PQ codebook is truncated")

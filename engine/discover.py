@@ -72,8 +72,8 @@ class _Rules:
 
     def __init__(self, spec: pathspec.GitIgnoreSpec):
         self.spec = spec
-        parts = [p.regex.pattern.replace("(?P<ps_d>", "(?:") for p in spec.patterns
-                 if getattr(p, "regex", None) is not None and p.include is not None]
+        parts = [rx.pattern.replace("(?P<ps_d>", "(?:") for p in spec.patterns
+                 if (rx := getattr(p, "regex", None)) is not None and p.include is not None]
         try:
             self.any = re.compile("|".join(f"(?:{x})" for x in parts)) if parts else None
         except re.error:
@@ -353,7 +353,7 @@ def _list_dir(abs_dir: str, rel_dir: str, root_real: str) -> list | Skip:
         return Skip(rel_dir or ".", "unreadable", f"cannot list directory: {exc.strerror or exc}")
     except OSError as exc:
         return Skip(rel_dir or ".", "unreadable", f"cannot list directory: {exc.strerror or exc}")
-    out = []
+    out: list[tuple[str, bool, bool, object]] = []
     for e in raw:
         name = e.name
         rel = f"{rel_dir}/{name}" if rel_dir else name

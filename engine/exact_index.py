@@ -57,7 +57,8 @@ class ExactIndex:
     def set_ef(self, ef: int) -> None:
         self.ef = int(ef)  # kept for callers that read it back; exact search has no beam width
 
-    def add_items(self, data: np.ndarray, ids: np.ndarray, num_threads: int = -1, replace_deleted: bool = False) -> None:
+    def add_items(self, data: np.ndarray, ids: np.ndarray, num_threads: int = -1,
+                  replace_deleted: bool = False) -> None:
         data = np.asarray(data, np.float32).reshape(-1, self.dim)
         labels = np.asarray(ids, np.int64).reshape(-1)
         slots = np.empty(len(labels), np.int64)

@@ -4,24 +4,25 @@ hnswlib ANN per embedding space (engine.spaces), all on this machine."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from . import score
+from .backend import Row
 from .lexical import Lexical
 from .settings import IndexSettings
 from .spaces import AnnKeeper, Space
-from .store import ChunkRow, Store
+from .store import Store
 
 
 class LocalView:
     """One read transaction of the store; ANN answers come from the in-memory indexes (kept in step with every
     committed write; a chunk they name that the transaction no longer sees is dropped by rows())."""
 
-    def __init__(self, backend: "LocalBackend", con: sqlite3.Connection):
+    def __init__(self, backend: LocalBackend, con: sqlite3.Connection):
         self.backend, self.con = backend, con
 
     def chunk_count(self) -> int:
@@ -70,8 +71,8 @@ class LocalView:
         sp = self.backend.anns.spaces.get(space)
         return len(sp.ann) if sp is not None and sp.ann is not None else 0
 
-    def rows(self, keys: Sequence[int], text: bool = False) -> dict[int, ChunkRow]:
-        return self.backend.store.chunks_by_id(keys, con=self.con, text=text)
+    def rows(self, keys: Sequence[int], text: bool = False) -> dict[int, Row]:
+        return dict(self.backend.store.chunks_by_id(keys, con=self.con, text=text))  # typed as rows (ChunkRow is one)
 
 
 class LocalBackend:

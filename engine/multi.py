@@ -39,7 +39,7 @@ def scope_patterns(patterns: list[Any] | None, roots: list[Path]) -> list[list[s
     if not isinstance(patterns, list) or len(patterns) > MAX_PATTERNS or \
             not all(isinstance(p, str) and p for p in patterns):
         raise BadQuery(f"'paths' must be an array of at most {MAX_PATTERNS} non-empty strings")
-    out: list[list[str] | None] = [[] for _ in roots]  # a root no pattern reaches is not searched
+    out: list[list[str]] = [[] for _ in roots]  # a root no pattern reaches is not searched
     for p in patterns:
         if not Path(p).is_absolute():
             if ".." in PurePosixPath(p.replace("\\", "/")).parts:
@@ -54,7 +54,7 @@ def scope_patterns(patterns: list[Any] | None, roots: list[Path]) -> list[list[s
                 break
         else:
             raise BadQuery(f"path {p!r} is outside the workspace")
-    return out
+    return list(out)  # list is invariant: list[list[str]] is not a list[list[str] | None]
 
 
 @dataclass

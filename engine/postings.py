@@ -81,7 +81,7 @@ class Postings:
         return sum(a.nbytes for a in (self.rowids, self.lengths, self.ptr, self.pos, self.counts))
 
     @classmethod
-    def read(cls, con: sqlite3.Connection) -> "Postings":
+    def read(cls, con: sqlite3.Connection) -> Postings:
         """Snapshot every row of chunks_fts (call inside a read transaction)."""
         # typed arrays, not lists: 5M postings (100K chunks) as Python ints would take ~600 MB while reading
         rowids, lengths = array("q"), array("q")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 MODES = ("hybrid", "semantic", "lexical")  # search modes, the default first
 Progress = Callable[[str, int, int], None]  # progress callback: (phase, done, total)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import route, tokenize
-from .embed.base import ROUTES, Embedder, ModelReport
+from .embed.base import ROUTES, Embedder, ModelReport, embed_snippets
 from .errors import BadQuery, ModelError, SgError
 from .indexer import IndexReport, Indexer
 from .backends import make_backend
@@ -202,7 +202,7 @@ class Engine:
         self._ensure_models()
         for sp in list(self.spaces.values()):
             try:
-                out = sp.embedder.embed_documents(texts) if doc_query else sp.embedder.embed_queries(texts)
+                out = embed_snippets(sp.embedder, texts) if doc_query else sp.embedder.embed_queries(texts)
             except ModelError as exc:
                 self._drop_space(sp, exc)
                 continue
@@ -312,7 +312,7 @@ class Engine:
         if cached is not None:
             return cached
         emb = sp.embedder
-        return (emb.embed_documents([text]) if doc_query else emb.embed_queries([text]))[0]
+        return (embed_snippets(emb, [text]) if doc_query else emb.embed_queries([text]))[0]
 
     def _rel(self, path: str) -> str:
         p = Path(path)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from .ann import AnnIndex
-from .codec import get_codec
+from .codec import Codec, get_codec
 from .embed.base import ROUTES, Embedder
 from .settings import IndexSettings
 from .store import Store
@@ -26,7 +26,7 @@ class Space:
     name: str
     embedder: Embedder
     routes: list[str]
-    codec: object
+    codec: Codec | None  # token codec of a multi-vector space
     ann: AnnIndex | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     dirty: bool = False  # the ANN changed since it was saved
@@ -125,10 +125,11 @@ class AnnKeeper:
                 if removed:
                     sp.ann.remove(np.asarray(removed, np.int64))
                     sp.dirty = True
-                ids, vecs = self.live_vectors(sp, added) if added else (np.zeros(0), None)
-                if len(ids):
-                    sp.ann.add(ids, vecs)
-                    sp.dirty = True
+                if added:
+                    ids, vecs = self.live_vectors(sp, added)
+                    if len(ids):
+                        sp.ann.add(ids, vecs)
+                        sp.dirty = True
                 if sp.ann.needs_compaction():
                     sp.ann = self.build(sp)
 

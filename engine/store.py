@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .errors import StoreError
 from .records import Chunk, Skip
@@ -159,13 +159,17 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write transaction; bumps the generation on commit."""
+        """One atomic write transaction; bumps the generation on commit when it changed a row. A transaction that
+        changed nothing (an index run over an unchanged workspace) keeps the generation, so the saved ANN files
+        stay current and the next one-shot search loads them instead of rebuilding them."""
         with self._write_lock:
             con = self._con()
             con.execute("BEGIN IMMEDIATE")
             try:
+                changes = con.total_changes
                 yield con
-                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                if con.total_changes != changes:
+                    con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -254,8 +258,13 @@ class Store:
 
     @staticmethod
     def replace_skips(con: sqlite3.Connection, skips: Iterable[Skip], paths: Iterable[str] | None = None) -> None:
-        """Record skips. With `paths`, only those paths' records are replaced (one-file updates)."""
+        """Record skips. With `paths`, only those paths' records are replaced (one-file updates). The same skips as
+        recorded write nothing (and so keep the generation)."""
+        skips = list(skips)
         if paths is None:
+            have = set(con.execute("SELECT path, reason, detail FROM skipped"))
+            if have == {(s.path, s.reason, s.detail) for s in skips} and len(have) == len(skips):
+                return
             con.execute("DELETE FROM skipped")
         else:
             con.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
@@ -359,7 +368,7 @@ class Store:
                         [(space, h, v, t) for h, v, t in rows])
 
     def vectors_for_chunks(self, space: str, routes: list[str], con: sqlite3.Connection | None = None,
-                           ids: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+                           ids: Sequence[int] | None = None) -> Iterator[tuple[int, bytes]]:
         """(chunk id, pooled vector blob) for chunks of `routes` that have a vector in `space`."""
         con = con or self._con()
         marks = ",".join("?" * len(routes))

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from . import __version__
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.tcp:
             server.start_tcp(*args.tcp)
         else:
-            server.start_io(stdin=BoundedStdin(sys.stdin.buffer))
+            server.start_io(stdin=cast(BinaryIO, BoundedStdin(sys.stdin.buffer)))  # pygls calls readline and read
     except SystemExit:
         pass
     finally:

@@ -8,15 +8,14 @@ import os
 import threading
 import time
 import uuid
-from collections import deque
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from engine import Engine, IndexReport
+from engine import Engine, IndexReport, IndexWriter
+from engine import FileWatch as Watchdog
 
 from .progress import WorkProgress
 from .session import Folder, jsonable
@@ -33,89 +32,17 @@ RESCAN_THRESHOLD = 500  # more changed paths than this: one incremental walk ins
 _DEBUG_INDEX_DELAY = float(os.environ.get("SG_LSP_DEBUG_INDEX_DELAY", "0") or 0)  # same, before indexing
 
 
-class Writer(threading.Thread):
-    """The one thread that writes indexes: queued tasks (open/index/reopen) and debounced file updates.
-
-    Due file updates go first; a running index is pre-empted by a save (it stops after the current batch, the
-    update runs, the index resumes where it stopped), so a save is searchable quickly even during a long index.
-    """
+class Writer(IndexWriter):
+    """The one thread that writes indexes (engine.watch.IndexWriter): queued tasks (open/index/reopen) and debounced
+    file updates per folder, applied here (buffers, rescans, errors shown to the user)."""
 
     def __init__(self, ls: SgLanguageServer):
-        super().__init__(name="sg-writer", daemon=True)
+        super().__init__(self._apply_updates, self._failed)
         self.ls = ls
-        self.cond = threading.Condition()
-        self.tasks: deque[tuple[str, Callable[[], None]]] = deque()
-        self.pending: dict[Folder, dict[str, str]] = {}  # folder -> rel path -> changed | deleted | dir | buffer
-        self.due: float | None = None
-        self.stopping = False
-        self.preempt: threading.Event | None = None
 
-    def submit(self, key: str, fn: Callable[[], None], front: bool = False) -> None:
-        with self.cond:
-            if key and any(k == key for k, _ in self.tasks):
-                return  # the same work is already queued
-            (self.tasks.appendleft if front else self.tasks.append)((key, fn))
-            self.cond.notify()
-
-    def note_changes(self, folder: Folder, changes: dict[str, str], delay: float) -> None:
-        with self.cond:
-            mine = self.pending.setdefault(folder, {})
-            for rel, kind in changes.items():
-                mine[rel] = "dir" if "dir" in (kind, mine.get(rel)) else kind
-            due = time.monotonic() + delay
-            self.due = due if self.due is None else min(max(self.due, time.monotonic()), due)
-            if self.preempt is not None:
-                self.preempt.set()
-            self.cond.notify()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self.cond:
-            self.stopping = True
-            self.tasks.clear()
-            if self.preempt is not None:
-                self.preempt.set()
-            self.cond.notify()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout)
-
-    def run(self) -> None:
-        while True:
-            with self.cond:
-                job = self._next_locked()
-            if job is None:
-                return
-            try:
-                job()
-            except Exception as exc:
-                logger.exception("index work failed")
-                self.ls.tell_user(types.MessageType.Error, f"sg: indexing failed: {exc}")
-
-    def _next_locked(self) -> Callable[[], None] | None:
-        while not self.stopping:
-            now = time.monotonic()
-            if self.pending and self.due is not None and now >= self.due:
-                return self._take_updates_locked()
-            if self.tasks:
-                return self.tasks.popleft()[1]
-            self.cond.wait(None if self.due is None or not self.pending else max(0.0, self.due - now))
-        return None
-
-    def _take_updates_locked(self) -> Callable[[], None]:
-        batch, self.pending, self.due = self.pending, {}, None
-        return lambda: self._apply_updates(batch)
-
-    def flush_due_updates(self) -> None:
-        """Called by a pre-empted index: apply the pending updates now (after their debounce)."""
-        while True:
-            with self.cond:
-                if self.stopping or not self.pending:
-                    return
-                wait = (self.due or 0) - time.monotonic()
-                if wait > 0:
-                    self.cond.wait(wait)
-                    continue
-                job = self._take_updates_locked()
-            job()
+    def _failed(self, exc: Exception) -> None:
+        logger.exception("index work failed")
+        self.ls.tell_user(types.MessageType.Error, f"sg: indexing failed: {exc}")
 
     def _apply_updates(self, batch: dict[Folder, dict[str, str]]) -> None:
         for folder, changes in batch.items():
@@ -148,58 +75,25 @@ class Writer(threading.Thread):
 
 # -- file watching (fallback when the client cannot watch files for us) --------------------------------------------
 class FileWatch:
-    """watchdog observer over every folder; events become debounced writer updates."""
+    """engine.watch.FileWatch over every folder; events become debounced writer updates."""
 
     def __init__(self, ls: SgLanguageServer):
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-
         self.ls = ls
-        self.observer = Observer()
-        self.observer.daemon = True
-        self._handler_cls = FileSystemEventHandler
-        self.watches: dict[str, Any] = {}
+        self.files = Watchdog()
 
     def watch(self, folder: Folder) -> None:
-        ls = self.ls
-
-        class Handler(self._handler_cls):  # type: ignore[misc, valid-type]
-            def on_any_event(self, event: Any) -> None:
-                kind = event.event_type
-                if kind not in ("created", "modified", "deleted", "moved", "closed"):
-                    return
-                if event.is_directory and kind in ("modified", "closed"):
-                    return  # a directory's mtime changes with every child: the child has its own event
-                changes: dict[str, str] = {}
-                paths = [(event.src_path, "deleted" if kind in ("deleted", "moved") else "changed")]
-                if kind == "moved":
-                    paths.append((event.dest_path, "changed"))
-                for p, k in paths:
-                    rel = folder.rel(Path(os.fsdecode(p)))
-                    if rel is None or folder.ignored(rel):
-                        continue
-                    changes[rel] = "dir" if event.is_directory else k
-                if changes:
-                    ls.writer.note_changes(folder, changes, WATCH_DEBOUNCE)
-
-        from watchdog import events as ev
-
-        # Only events that can change the index: no open/close-without-write noise from the indexer's reads.
-        kinds = [ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileDeletedEvent, ev.FileMovedEvent,
-                 ev.FileClosedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
-        self.watches[folder.uri] = self.observer.schedule(Handler(), str(folder.root), recursive=True,
-                                                          event_filter=kinds)
+        self.files.add(folder.uri, folder.root,
+                       lambda changes: self.ls.writer.note_changes(folder, changes, WATCH_DEBOUNCE),
+                       rel=folder.rel, ignored=folder.ignored)
 
     def unwatch(self, folder: Folder) -> None:
-        w = self.watches.pop(folder.uri, None)
-        if w is not None:
-            self.observer.unschedule(w)
+        self.files.remove(folder.uri)
 
     def start(self) -> None:
-        self.observer.start()
+        self.files.start()
 
     def stop(self) -> None:
-        self.observer.stop()
+        self.files.stop()
 
 
 # -- indexing a folder (on the writer thread) ------------------------------------------------------------------------

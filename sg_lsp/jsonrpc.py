@@ -15,8 +15,13 @@ import attrs
 import cattrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcRequestCancelled
-from pygls.protocol import JsonRPCNotification, JsonRPCProtocol, JsonRPCRequestMessage, LanguageServerProtocol
-from pygls.protocol import default_converter
+from pygls.protocol import (
+    JsonRPCNotification,
+    JsonRPCProtocol,
+    JsonRPCRequestMessage,
+    LanguageServerProtocol,
+    default_converter,
+)
 
 from . import pygls_shim
 
@@ -173,7 +178,8 @@ class SgProtocol(pygls_shim.SendHook, LanguageServerProtocol):
 
     def _notification(self, method: str, message: dict) -> None:
         if method == types.EXIT:
-            super().handle_message(types.ExitNotification())
+            # lsprotocol's `method: Literal["exit"]` does not fit pygls' `method: str` protocol attribute (invariant)
+            super().handle_message(types.ExitNotification())  # type: ignore[arg-type]
             return
         shut = pygls_shim.is_shut_down(self)
         if shut or not self.initialize_seen:

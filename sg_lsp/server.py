@@ -14,9 +14,10 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
@@ -54,7 +55,7 @@ class SgLanguageServer(LanguageServer):
         self.unsaved: dict[tuple[str, str], str] = {}  # (folder uri, rel path) -> the uri of an edited open document
         self.job_ids = itertools.count(1)
         self._told: dict[str, float] = {}
-        self._startup_messages: list[tuple[types.MessageType, str]] = []
+        self._startup_messages: list[tuple[types.MessageType, str]] | None = []  # None once told
         self.shutdown_requested = False
         self.stopped = False
 

@@ -25,9 +25,10 @@ import sys
 import tarfile
 import time
 import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 if __package__ in (None, ""):  # run as a script (python tools/public_recipe.py): import this checkout's engine
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,8 +36,7 @@ if __package__ in (None, ""):  # run as a script (python tools/public_recipe.py)
 from engine.errors import ConfigError  # noqa: E402
 from engine.settings import merge_into  # noqa: E402
 from engine.tune.config import LoraSettings, MiningConfig, TrainSettings  # noqa: E402
-from engine.tune.mine import (MineStats, Pair, first_sentence, python_docstring, read_jsonl,  # noqa: E402
-                              write_jsonl)
+from engine.tune.mine import MineStats, Pair, first_sentence, python_docstring, read_jsonl, write_jsonl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTER_OUT = ROOT / "engine" / "embed" / "adapters" / "minilm-code"  # the shipped adapter, in this checkout
@@ -162,7 +162,8 @@ def find_archive(spec: PackageSpec, dest: Path) -> Path | None:
     stem = normalize_name(spec.name).replace("-", "_")
     for p in sorted(dest.iterdir()) if dest.is_dir() else []:
         low = p.name.lower()
-        name = re.sub(r"[-_.]+", "_", low.split(f"-{spec.version.lower()}")[0]) if f"-{spec.version.lower()}" in low else ""
+        tag = f"-{spec.version.lower()}"
+        name = re.sub(r"[-_.]+", "_", low.split(tag)[0]) if tag in low else ""
         if name == stem and (low.endswith(".whl") or low.endswith(".tar.gz") or low.endswith(".zip")):
             return p
     return None
@@ -369,8 +370,7 @@ def _sha256(path: Path) -> str:
 def mine_package(src: Path, name: str, cfg: PublicConfig, prints: BenchPrints, index_dir: Path,
                  stats: MineStats) -> tuple[list[Pair], int]:
     """Pairs from one extracted package (lexical-only index, engine chunker, engine.tune.mine), leak-filtered."""
-    from engine import Engine, load_settings
-    from engine import render_for_embedding
+    from engine import Engine, load_settings, render_for_embedding
     from engine.tune.mine import mine_pairs
 
     settings = load_settings(None, {"models": {"enabled": False}, "index": {"index_dir": str(index_dir)}})
@@ -495,10 +495,9 @@ def run_mine(cfg: PublicConfig, log: Callable[[str], None] = print) -> tuple[lis
     if cfg.max_pairs and len(pairs) > cfg.max_pairs:
         random.Random(cfg.train.seed).shuffle(pairs)
         pairs = pairs[: cfg.max_pairs]
-    summary = {"pairs": len(pairs), "cross_package_duplicates": before - len(pairs), "kinds": {},
+    kinds = Counter(p.kind for p in pairs)
+    summary = {"pairs": len(pairs), "cross_package_duplicates": before - len(pairs), "kinds": dict(kinds),
                "dropped": dropped, "bench_code_prints": len(prints.code), "bench_doc_prints": len(prints.docs)}
-    for p in pairs:
-        summary["kinds"][p.kind] = summary["kinds"].get(p.kind, 0) + 1
     return records, pairs, summary
 
 
@@ -515,8 +514,8 @@ def web_query(text: str, rng: random.Random, language: str = "python") -> str:
     "python get md5 of file"): lower case, no final stop, an imperative first verb, articles often dropped,
     the language named at either end or a "how to" in front, at most 12 words. Deterministic for `rng`."""
     raw = re.sub(r"[.!:;]+$", "", " ".join(text.split())).replace('"', "").replace("'", "")
-    raw = re.sub(r"^(this|the) (function|method|helper|routine|utility)( (that|which))?\s+|^(a )?(function|method|helper|"
-                 r"utility) (to|that|which)\s+", "", raw, flags=re.I)
+    raw = re.sub(r"^(this|the) (function|method|helper|routine|utility)( (that|which))?\s+"
+                 r"|^(a )?(function|method|helper|utility) (to|that|which)\s+", "", raw, flags=re.I)
     mixed_case = bool(re.match(r"\w+[A-Z]", raw))  # "AzureMaps geocoder": a name, not a verb
     words = raw.lower().split()
     if not words:
@@ -573,6 +572,7 @@ def split_public(pairs: list[Pair], n_heldout: int, seed: int) -> tuple[list[Pai
 
 def write_data_card(path: Path, records: list[PackageRecord], summary: dict, train_info: dict | None = None) -> Path:
     used = [r for r in records if r.pairs > 0]
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.get("kinds", {}).items()))
     lines = [
         "# Data card: sg's MiniLM code adapter (minilm-code)",
         "",
@@ -580,7 +580,7 @@ def write_data_card(path: Path, records: list[PackageRecord], summary: dict, tra
         "on (query, code) pairs mined from pinned, permissively licensed Python packages downloaded from PyPI.",
         "",
         "## Pairs",
-        f"- pairs: {summary.get('pairs', 0)} ({', '.join(f'{k} {v}' for k, v in sorted(summary.get('kinds', {}).items()))})",
+        f"- pairs: {summary.get('pairs', 0)} ({kinds})",
         "- kinds: doc = docstring first sentence -> its function, without that docstring or (positive_docs: rest)",
         "  with only what follows its first paragraph; name = function name in words -> function (symbol left out of",
         "  the header); class = class name -> a method; import = imported name -> a user.",

@@ -3,11 +3,18 @@ Protocols from an external engine, so the ranking code never knows which one run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..backend import Backend
+    from ..settings import Settings
+    from ..store import Store
 
 
-def make_backend(store, index_dir: Path, settings, root: Path, log: Callable[[str], None]):
+def make_backend(store: Store, index_dir: Path, settings: Settings, root: Path,
+                 log: Callable[[str], None]) -> Backend:
     """The backend `index.backend` names: "local" (default) or "qdrant" (docs/qdrant.md)."""
     if settings.index.backend == "qdrant":
         from .qdrant_backend import QdrantBackend

@@ -30,9 +30,12 @@ import math
 import os
 import time
 import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +105,7 @@ class Q:
     vector: Any
     limit: int
     cond: Cond = Cond()
-    prefetch: "Q | None" = None
+    prefetch: Q | None = None
     payload: bool | list[str] = False
 
 
@@ -168,15 +171,22 @@ def glob_prefixes(globs: Sequence[str] | None) -> tuple[str, ...]:
 
 
 # -- the two kinds of target ------------------------------------------------------------------------------------
-class _Target:
+class _Target(ABC):
     kind = ""
 
+    @abstractmethod
     def ensure(self, spaces: Sequence[SpaceSpec], hnsw: tuple[int, int, int]) -> None: ...
+    @abstractmethod
     def upsert(self, points: list[ChunkPoint]) -> None: ...
+    @abstractmethod
     def delete(self, cond: Cond) -> None: ...
+    @abstractmethod
     def query(self, queries: list[Q]) -> list[list[tuple[str, float, dict | None]]]: ...
+    @abstractmethod
     def retrieve(self, ids: list[str], fields: list[str] | None = None) -> dict[str, dict]: ...
+    @abstractmethod
     def count(self, cond: Cond = Cond()) -> int: ...
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -298,7 +308,7 @@ class _EdgeTarget(_Target):
         self._lock.truncate()
         self._lock.write(str(os.getpid()))
         self._lock.flush()
-        self.shard = None
+        self.shard: Any = None  # qdrant_edge.EdgeShard once ensure() opened it
         self.params = E.SearchParams(exact=exact, hnsw_ef=None if exact else hnsw_ef)
 
     def ensure(self, spaces, hnsw):
@@ -457,7 +467,7 @@ class QdrantIndex:
 
     @classmethod
     def open(cls, url: str, collection: str, spaces: Sequence[SpaceSpec], *, api_key_env: str = "",
-             repository: str | None = None, exact: bool = False, hnsw_ef: int = 128, **kw) -> "QdrantIndex":
+             repository: str | None = None, exact: bool = False, hnsw_ef: int = 128, **kw) -> QdrantIndex:
         target = open_target(url, collection, api_key_env=api_key_env, exact=exact, hnsw_ef=hnsw_ef)
         try:
             return cls(target, spaces, repository=repository, **kw)
@@ -468,7 +478,7 @@ class QdrantIndex:
     def close(self) -> None:
         self.target.close()
 
-    def __enter__(self) -> "QdrantIndex":
+    def __enter__(self) -> QdrantIndex:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -492,7 +502,7 @@ class QdrantIndex:
         done = 0
         for start in range(0, len(points), self.batch):
             part = points[start:start + self.batch]
-            self._retry(lambda part=part: self.target.upsert(part))
+            self._retry(partial(self.target.upsert, part))
             done += len(part)
             if progress:
                 progress(done)
@@ -503,7 +513,7 @@ class QdrantIndex:
         out: set[str] = set()
         for start in range(0, len(ids), 512):
             part = ids[start:start + 512]
-            got = self._retry(lambda part=part: self.target.retrieve(part, ["spaces"]))
+            got = self._retry(partial(self.target.retrieve, part, ["spaces"]))
             out |= {i for i, p in got.items() if spaces is None or (p or {}).get("spaces") == spaces}
         return out
 
@@ -608,7 +618,7 @@ class QdrantIndex:
         out: dict[str, dict] = {}
         for start in range(0, len(ids), 512):
             part = ids[start:start + 512]
-            out.update(self._retry(lambda part=part: self.target.retrieve(part, fields)))
+            out.update(self._retry(partial(self.target.retrieve, part, fields)))
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -10,14 +10,15 @@ point id (a str) for any other point, whose row is built from its payload with t
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..records import ChunkInfo
 from ..postings import fts_words
+from ..records import ChunkInfo
 from ..store import Store
 from .qdrant import Cond, QdrantIndex, SpaceSpec, glob_prefixes, open_target, point_id
 from .qdrant_sync import PushSpace, push, pushed
@@ -63,6 +64,7 @@ class QdrantBackend:
         with self._lock:
             if self._index is None:
                 self._open([p.spec for p in self.spaces.values()])
+            assert self._index is not None  # _open sets it or raises
             return self._index
 
     # -- plumbing ----------------------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class QdrantBackend:
 
     # -- read side ---------------------------------------------------------------------------------------------
     @contextmanager
-    def view(self, scope: Sequence[str] | None = None) -> Iterator["QdrantView"]:
+    def view(self, scope: Sequence[str] | None = None) -> Iterator[QdrantView]:
         con = self.store.connection()
         if con.in_transaction:  # inside another view on this thread: share its read
             yield QdrantView(self, con, scope)
@@ -203,7 +205,8 @@ class QdrantView:
         out: dict[Any, float] = {}
         for p, s in scores.items():
             pl = payloads.get(p, {})
-            cid = local.get((pl.get("path"), pl.get("hash"))) if pl.get("repository") == self.b.repository else None
+            cid = local.get((str(pl.get("path")), str(pl.get("hash")))) \
+                if pl.get("repository") == self.b.repository else None
             key = cid if cid is not None else p
             if cid is None:
                 self.foreign.setdefault(p, pl)

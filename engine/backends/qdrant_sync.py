@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
+from ..codec import Codec
 from ..store import ChunkRow, Store
 from .qdrant import ChunkPoint, QdrantIndex, SpaceSpec, point_id, sparse_doc
 
@@ -29,7 +30,7 @@ class PushSpace:
 
     spec: SpaceSpec
     routes: list[str]
-    codec: object = None
+    codec: Codec | None = None
 
 
 @dataclass

@@ -32,6 +32,12 @@ class Embedder(Protocol):
     def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]: ...
 
 
+def embed_snippets(emb: Embedder, texts: list[str]) -> np.ndarray | list[np.ndarray]:
+    """Code snippets embedded as documents to search with (find-similar), not to store: the embedder's query
+    runtime where it has one of its own (runtime/compose.py's Split: no torch for a search), else its documents'."""
+    return getattr(emb, "embed_snippets", emb.embed_documents)(texts)
+
+
 class LoadsOnce:
     """`load()` runs the subclass's `_load()` once, under a lock; a failure is remembered and raised again on every
     later call (a broken model is reported each time, not reloaded each time). `_from_recipe` sets what every

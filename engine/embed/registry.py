@@ -16,8 +16,7 @@ from ..settings import ModelSettings
 from . import colbert, files, jina_code, sentence, unixcoder, xtr
 from . import pylate  # sg-pylate hook
 from .base import ROUTES, Embedder, ModelReport
-from .ort import OrtEmbedder, exportable, read_manifest, runtime_available
-from .precision import Choice, choose
+from .runtime import select
 from .transformer import Recipe, TransformerEmbedder
 
 # Hub models whose code must be trusted even before we can read their config (for a message that says so).
@@ -88,16 +87,8 @@ class _Resolver:
         s = self.settings
         cls = pylate.embedder_class(recipe)  # sg-pylate hook: ColBERT query/skiplist rules
         base = cls(recipe, threads=s.threads, batch_size=s.batch_size)
-        choice = self._choose(recipe, base, onnx_ok=cls is TransformerEmbedder)
-        if choice.runtime == "onnx":
-            emb: Embedder = OrtEmbedder(recipe, choice.precision, base.ident, threads=s.threads,
-                                        batch_size=s.batch_size, fallback=lambda: base, log=self.log)
-        elif choice.precision == "fp32":
-            emb = base
-        else:
-            emb = cls(dataclasses.replace(recipe, precision=choice.precision), threads=s.threads,
-                      batch_size=s.batch_size)
-        emb.choice = choice  # type: ignore[attr-defined] - read by _report
+        emb = select.build(recipe, base, s.precision, getattr(s, "runtime", "auto"), threads=s.threads,
+                           batch_size=s.batch_size, log=self.log)
         emb = self.by_ident.setdefault(emb.ident, emb)
         if self.eager:
             try:
@@ -106,15 +97,6 @@ class _Resolver:
                 del self.by_ident[emb.ident]
                 raise
         return emb
-
-    def _choose(self, recipe: Recipe, base: TransformerEmbedder, onnx_ok: bool = True) -> Choice:
-        why_not = ("" if onnx_ok else "ColBERT query expansion and skiplist run on torch") or exportable(recipe) or \
-            ("" if runtime_available() else "onnxruntime is not installed")
-        cached = False
-        if not why_not:
-            probe = OrtEmbedder(recipe, "fp32", base.ident)
-            cached = read_manifest(probe.directory, probe.key) is not None
-        return choose(self.settings.precision, getattr(self.settings, "runtime", "auto"), base.ident, why_not, cached)
 
     def get(self, request: str) -> TransformerEmbedder:
         if request not in self.by_request:
@@ -145,15 +127,10 @@ class _Resolver:
 def _report(route: str, emb: Embedder | None, note: str) -> ModelReport:
     if emb is None:
         return ModelReport(route, None, "", 0, "lexical", note)
-    choice = getattr(emb, "choice", None)
-    if choice is not None:
-        runtime = "ONNX Runtime" if choice.runtime == "onnx" else "torch"
-        note += f"; runs on {runtime}, {choice.precision}: {choice.why}"
+    runs = select.report_note(emb)
+    if runs:
+        note += f"; {runs}"
     note = pylate.report_note(emb, note)  # sg-pylate hook: "multi-vector, N-d, PyLate"
-    from ..ann import BACKEND, BACKEND_NOTE
-
-    if BACKEND != "hnswlib":
-        note += f"; candidate search: {BACKEND_NOTE}"
     return ModelReport(route, emb.name, getattr(emb, "source", ""), emb.dim,
                        "multi" if emb.multi_vector else "single", note)
 

@@ -117,7 +117,7 @@ def run_tune(engine, config_path: str | None = None, out_dir: str | None = None,
     from ..embed.registry import resolve_recipe
     from ..embed.transformer import TransformerEmbedder
     from .merge import latest_finished, next_version_dir, save_merged, slug, write_card
-    from .train import TrainableEncoder, evaluate_embedder, eval_pool, pick_device, train
+    from .train import TrainableEncoder, eval_pool, evaluate_embedder, pick_device, train
 
     t_start = time.perf_counter()
     cfg = load_config(config_path, overrides)

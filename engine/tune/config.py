@@ -180,7 +180,8 @@ def resolve_config_path(config_path: str | None) -> Path | None:
     p = Path(os.path.expanduser(config_path))
     if p.is_file():
         return p
-    for cand in (CONFIG_DIR / f"train_{config_path}.yaml", CONFIG_DIR / f"{config_path}.yaml", CONFIG_DIR / config_path):
+    for cand in (CONFIG_DIR / f"train_{config_path}.yaml", CONFIG_DIR / f"{config_path}.yaml",
+                 CONFIG_DIR / config_path):
         if cand.is_file():
             return cand
     raise ConfigError(f"training config {config_path!r} not found (nor in {CONFIG_DIR})")

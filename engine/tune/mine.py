@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import gzip
 import glob
+import gzip
 import json
 import random
 import re
 import textwrap
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from ..embed.render import render_for_embedding
 from ..score import split_identifier  # noqa: F401  (getUserName -> get, user, name; re-exported for the tests)
 from .config import MiningConfig
+
+if TYPE_CHECKING:
+    from ..store import ChunkRow
 
 PAIR_KINDS = ("doc", "name", "class", "import", "csn", "user")
 # chunk kinds that are code units with a name (windows of a long function carry its symbol too)
@@ -130,11 +134,9 @@ def python_docstring(text: str) -> tuple[str, tuple[int, int] | None]:
         return "", None
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                d = body[0]
-                return body[0].value.value, (d.lineno - 1, (d.end_lineno or d.lineno) - 1)
+            d = node.body[0] if node.body else None
+            if isinstance(d, ast.Expr) and isinstance(d.value, ast.Constant) and isinstance(d.value.value, str):
+                return d.value.value, (d.lineno - 1, (d.end_lineno or d.lineno) - 1)
             return "", None
     return "", None
 
@@ -190,7 +192,7 @@ def doc_rest(text: str, doc: str, language: str) -> str:
     if span is None:
         return strip_doc(text, doc, language)
     a, b = span
-    indent = re.match(r"[ \t]*", lines[a]).group(0)
+    indent = lines[a][: len(lines[a]) - len(lines[a].lstrip(" \t"))]
     body = [indent + ln if ln.strip() else "" for ln in parts[1].strip().split("\n")]
     return "\n".join(lines[:a] + [indent + '"""'] + body + [indent + '"""'] + lines[b + 1:])
 
@@ -207,7 +209,7 @@ def _norm_query(q: str) -> str:
 
 @dataclass
 class _Unit:
-    row: object  # ChunkRow: the first chunk of the function/class
+    row: ChunkRow  # the first chunk of the function/class
     ids: set[int]
     doc: str
     stripped: str  # text without the docstring
@@ -217,12 +219,13 @@ class _Unit:
     def key(self) -> str:
         return f"{self.row.path}::{self.row.symbol}"
 
-    def overlaps(self, other: "_Unit") -> bool:
+    def overlaps(self, other: _Unit) -> bool:
         a, b = self.row, other.row
         return a.path == b.path and not (a.end_line < b.start_line or b.end_line < a.start_line)
 
 
-def _units(rows: Iterable, cfg: MiningConfig, stats: MineStats, root: Path | None) -> tuple[list[_Unit], dict[int, str]]:
+def _units(rows: Iterable[ChunkRow], cfg: MiningConfig, stats: MineStats,
+           root: Path | None) -> tuple[list[_Unit], dict[int, str]]:
     groups: dict[tuple[str, str], list] = defaultdict(list)
     generated: set[str] = set()
     for row in rows:
@@ -244,7 +247,7 @@ def _units(rows: Iterable, cfg: MiningConfig, stats: MineStats, root: Path | Non
                 pass
     units: list[_Unit] = []
     id_to_key: dict[int, str] = {}
-    for (path, symbol), rs in groups.items():
+    for (path, _symbol), rs in groups.items():
         if path in generated:
             stats.drop("generated file")
             continue
@@ -296,7 +299,8 @@ def imported_names(text: str, language: str) -> list[tuple[str, str]]:
     elif language == "rust":
         for spec in _RUST_USE.findall(text):
             module = spec.split("::{")[0]
-            for n in re.findall(r"\b[A-Za-z_]\w*\b", spec.split("::")[-1] if "{" not in spec else spec.split("{", 1)[1]):
+            names = spec.split("::")[-1] if "{" not in spec else spec.split("{", 1)[1]
+            for n in re.findall(r"\b[A-Za-z_]\w*\b", names):
                 if n not in ("self", "super", "crate", "as"):
                     out.append((n, module))
     elif language in ("java", "kotlin", "scala", "csharp", "c_sharp"):
@@ -311,7 +315,7 @@ Render = Callable[[object], str]
 Lexical = Callable[[str, int], dict[int, float]]
 
 
-def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexical | None = None,
+def mine_pairs(rows: Iterable[ChunkRow], cfg: MiningConfig, render: Render, lexical: Lexical | None = None,
                root: Path | None = None, seed: int = 0, stats: MineStats | None = None) -> list[Pair]:
     """Pairs from the chunks of an index (ChunkRow-like objects), deduplicated, with hard negatives.
 
@@ -330,7 +334,7 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
 
     def rendered(u: _Unit, *, strip: bool = not keep_docs, symbol: str | None = None, text: str | None = None) -> str:
         row = dataclasses.replace(u.row, text=text or (u.stripped if strip else u.row.text),
-                                  **({"symbol": symbol} if symbol is not None else {}))
+                                  symbol=u.row.symbol if symbol is None else symbol)
         return render(row)
 
     def code_ok(u: _Unit) -> bool:
@@ -440,8 +444,9 @@ def mine_pairs(rows: Iterable, cfg: MiningConfig, render: Render, lexical: Lexic
             seen_pos.add((nq, p.positive))
             kept.append(p)
         taken.update(_norm_query(p.query) for p in kept)
-        if shares[kind] is not None:
-            cap = int(shares[kind] * base)
+        share = shares[kind]
+        if share is not None:
+            cap = int(share * base)
             if len(kept) > cap:
                 rng.shuffle(kept)
                 stats.drop(f"{kind}: over its share", len(kept) - cap)
@@ -558,7 +563,7 @@ def read_jsonl(paths: Iterable[str | Path] | str | Path) -> list[Pair]:
         if not isinstance(q, str) or not isinstance(pos, str) or not q.strip() or not pos.strip():
             continue
         negs = [n for n in rec.get("negatives") or [] if isinstance(n, str) and n.strip()]
-        kind = rec.get("kind") if rec.get("kind") in PAIR_KINDS else "user"
+        kind = str(rec["kind"]) if rec.get("kind") in PAIR_KINDS else "user"
         out.append(Pair(q, pos, negs, str(rec.get("path", "")), str(rec.get("symbol", "")), kind,
                         str(rec.get("language", "")), key=f"{path.name}:{i}", split=str(rec.get("split", "train"))))
     return out
@@ -571,8 +576,9 @@ class _Row:
         self.path, self.symbol, self.text = path, symbol, text
 
 
-def load_codesearchnet_jsonl(path: str | Path | list, *, render_style: str = "structured", languages: list[str] | None = None,
-                             max_pairs: int = 0, min_query_words: int = 3) -> list[Pair]:
+def load_codesearchnet_jsonl(path: str | Path | list, *, render_style: str = "structured",
+                             languages: list[str] | None = None, max_pairs: int = 0,
+                             min_query_words: int = 3) -> list[Pair]:
     """CodeSearchNet-format JSONL (.jsonl or .jsonl.gz; globs allowed) -> pairs rendered like indexed chunks.
 
     Fields: code | func_code_string, docstring | func_documentation_string, language, path, func_name.
@@ -583,7 +589,7 @@ def load_codesearchnet_jsonl(path: str | Path | list, *, render_style: str = "st
     langs = {x.lower() for x in languages or []}
     out: list[Pair] = []
     seen: set[str] = set()
-    for src, i, rec in _records(paths):
+    for _src, i, rec in _records(paths):
         code = rec.get("code") or rec.get("func_code_string") or rec.get("original_string") or ""
         doc = rec.get("docstring") or rec.get("func_documentation_string") or ""
         lang = str(rec.get("language", "")).lower()

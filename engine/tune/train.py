@@ -14,9 +14,10 @@ import random
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,6 @@ from ..errors import ConfigError, ModelError
 from ..records import Progress
 from .config import TARGETS, LoraSettings, TrainSettings
 from .mine import Pair
-
 
 
 def pick_device(name: str) -> str:
@@ -61,7 +61,7 @@ class TrainableEncoder:
         self.max_length = recipe.max_length
         self.device = torch.device(device)
         self.to(self.device)
-        self.peft = None
+        self.peft: Any = None  # the peft model once add_lora ran
 
     @property
     def model(self):
@@ -192,11 +192,11 @@ def batch_loss(enc: TrainableEncoder, batch: list[Pair], negatives: list[list[st
     queries = [p.query for p in batch]
     docs = [p.positive for p in batch]
     doc_keys = [p.key for p in batch]
-    for p, negs in zip(batch, negatives):
+    for _p, negs in zip(batch, negatives):
         docs += negs
         doc_keys += [f"neg:{hashlib.blake2b(n.encode(), digest_size=8).hexdigest()}" for n in negs]
     # a document identical to the query's positive (same function via another pair, or the same text) is no negative
-    text_id = {}
+    text_id: dict[str, int] = {}
     doc_ids = [text_id.setdefault(t, len(text_id)) for t in docs]
     qn = [" ".join(q.lower().split()) for q in queries]
     mask = torch.zeros((len(batch), len(docs)), dtype=torch.bool)

@@ -98,7 +98,7 @@ def test_vscode_package(npm: str, tmp_path: Path) -> None:
 
 
 def test_vscode_in_code_server(npm: str) -> None:
-    """The six user steps of editors/vscode/README.md ("Test inside VS Code") in code-server + headless Chromium."""
+    """The seven user steps of editors/vscode/README.md ("Test inside VS Code") in code-server + headless Chromium."""
     host = VSCODE / "test" / "host"
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).exists():
@@ -112,7 +112,7 @@ def test_vscode_in_code_server(npm: str) -> None:
     env["SG_LSP_CMD"] = json.dumps(SERVER_CMD)
     env["SG_BENCH"] = str(bench)
     proc = _run([npm, "run", "test:host"], VSCODE, timeout=600, env=env)
-    assert proc.returncode == 0 and "PASS: six steps" in proc.stdout, (
+    assert proc.returncode == 0 and "PASS: seven steps" in proc.stdout, (
         f"{_tail(proc, 8000)}\nscreenshots and logs: {host / 'artefacts'}")
 
 

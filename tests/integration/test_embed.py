@@ -472,7 +472,8 @@ def test_precision_is_a_separate_space_close_to_fp32(tiny, empty_hub, precision)
 
 
 def test_auto_precision_on_torch_follows_the_cpu():
-    from engine.embed.precision import choose, cpu_class
+    from engine.embed.runtime.cpu import cpu_class
+    from engine.embed.runtime.select import choose
 
     want = "bf16" if cpu_class() == "bf16" else "fp32"
     assert choose("auto", "torch", "no-gate@0", "", False).precision == want

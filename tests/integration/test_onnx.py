@@ -4,6 +4,7 @@ runtime through the public Engine API."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,8 +20,12 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from engine.embed import load_embedders  # noqa: E402
-from engine.embed.ort import OrtEmbedder, cache_root  # noqa: E402
-from engine.embed.precision import Choice, choose, cpu_class  # noqa: E402
+from engine.embed.runtime import RuntimeUnavailable, select  # noqa: E402
+from engine.embed.runtime.cache import cache_root  # noqa: E402
+from engine.embed.runtime.compose import Fallback, Split  # noqa: E402
+from engine.embed.runtime.cpu import cpu_class  # noqa: E402
+from engine.embed.runtime.onnx import OrtEmbedder  # noqa: E402
+from engine.embed.runtime.select import SPLIT, Choice, choose  # noqa: E402
 from engine.embed.registry import resolve_recipe  # noqa: E402
 from engine.embed.transformer import TransformerEmbedder  # noqa: E402
 from engine.settings import ModelSettings, load_settings  # noqa: E402
@@ -139,7 +144,8 @@ def test_multi_vector_projection_model(tmp_path, cache):
 
 def test_registry_runs_onnx_and_says_so(st, cache):
     embs, reports = load_embedders(settings_(model_path=str(st)))
-    assert isinstance(embs["code"], OrtEmbedder) and "runs on ONNX Runtime, fp32" in reports[0].note
+    assert isinstance(embs["code"], Fallback) and isinstance(embs["code"].serving, OrtEmbedder)
+    assert "runs on ONNX Runtime, fp32" in reports[0].note
     embs, reports = load_embedders(settings_(model_path=str(st), runtime="torch"))
     assert isinstance(embs["code"], TransformerEmbedder) and "runs on torch, fp32" in reports[0].note
     embs, reports = load_embedders(settings_(model_path=str(st), precision="int8"))
@@ -223,16 +229,17 @@ GATE = {"models": {"m@1": {"paths": {
 
 @pytest.fixture
 def gate(monkeypatch):
-    from engine.embed import precision
-
-    monkeypatch.setattr(precision, "gate_records", lambda: GATE)
+    monkeypatch.setattr(select, "gate_records", lambda: GATE)
 
 
-def test_auto_picks_the_fastest_gated_path_per_cpu(gate):
+def test_auto_picks_the_fastest_gated_path_per_cpu(gate, monkeypatch):
     bf16 = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")
     avx2 = ("avx2",)
     assert cpu_class(bf16) == "bf16" and cpu_class(avx2) == "avx2" and cpu_class(("arm64",)) == "other"
-    assert choose("auto", "auto", "m@1", "", True, bf16).path == "torch-bf16"  # static failed its gate
+    # native bf16: documents in torch bf16, queries in ONNX Runtime fp32 (static int8 failed its gate)
+    assert choose("auto", "auto", "m@1", "", True, bf16).path == SPLIT == "torch-bf16+onnx-fp32"
+    assert choose("auto", "auto", "m@1", "", False, bf16).path == SPLIT  # the first search exports
+    assert choose("auto", "auto", "m@1", "no onnxruntime", False, bf16).path == "torch-bf16"
     # full-range u8s8 saturates without VNNI, so AVX2 takes the reduced-range int8
     assert choose("auto", "auto", "m@1", "", True, avx2).path == "onnx-int8-dyn-rr"
     assert choose("auto", "auto", "m@1", "no onnxruntime", False, avx2).path == "torch-fp32"
@@ -240,30 +247,89 @@ def test_auto_picks_the_fastest_gated_path_per_cpu(gate):
     assert choose("auto", "torch", "m@1", "", True, avx2).path == "torch-fp32"
     assert choose("auto", "onnx", "m@1", "", True, bf16).path == "onnx-int8-dyn"  # ONNX paths only
     assert choose("auto", "onnx", "other@2", "", True, bf16).path == "onnx-fp32"
-    # no gate recorded for a model: fp32, or torch bf16 as before on a CPU with native bf16
-    assert choose("auto", "auto", "other@2", "", True, bf16).path == "torch-bf16"
+    # no gate recorded for a model: fp32, or bf16 documents as before on a CPU with native bf16
+    assert choose("auto", "auto", "other@2", "", True, bf16).path == SPLIT
     assert choose("auto", "auto", "other@2", "", True, avx2).path == "onnx-fp32"
     assert choose("fp32", "auto", "other@2", "", True, avx2).path == "onnx-fp32"
     assert choose("int8", "auto", "other@2", "", True, avx2).path == "onnx-int8-dyn-rr"
     assert choose("int8", "torch", "other@2", "", True, avx2).path == "torch-int8"
-    assert choose("bf16", "auto", "other@2", "", True, avx2).path == "torch-bf16"
+    assert choose("bf16", "auto", "other@2", "", True, avx2).path == SPLIT
+    assert choose("bf16", "torch", "other@2", "", True, avx2).path == "torch-bf16"
     assert isinstance(choose("auto", "auto", "m@1", "", True, bf16), Choice)
     # a recorded gate where bf16 lost too much: bf16 is out even where native
     failed = {"models": {"m@1": {"paths": {"onnx-fp32": {"pass": True},
                                            "torch-bf16": {"pass": False, "max_loss": 0.02}}, "speed": {}}}}
-    from engine.embed import precision
+    monkeypatch.setattr(select, "gate_records", lambda: failed)
+    assert choose("auto", "auto", "m@1", "", True, bf16).path == "onnx-fp32"
+    # bf16 passed alone but the pair with fp32 queries lost too much: neither runs where ONNX Runtime can
+    split_failed = {"models": {"m@1": {"paths": {"onnx-fp32": {"pass": True}, "torch-bf16": {"pass": True},
+                                                 SPLIT: {"pass": False, "max_loss": 0.02}}, "speed": {}}}}
+    monkeypatch.setattr(select, "gate_records", lambda: split_failed)
+    assert choose("auto", "auto", "m@1", "", True, bf16).path == "onnx-fp32"
+    assert choose("auto", "torch", "m@1", "", True, bf16).path == "torch-bf16"  # the pair is not this path
 
-    precision_records = precision.gate_records
-    try:
-        precision.gate_records = lambda: failed
-        assert choose("auto", "auto", "m@1", "", True, bf16).path == "onnx-fp32"
-    finally:
-        precision.gate_records = precision_records
+
+def test_split_serves_documents_and_queries_from_their_runtimes(st, cache):
+    """bf16 documents from torch, fp32 queries from ONNX Runtime: one vector space (the documents'), and a search
+    loads only the query side."""
+    recipe = resolve_recipe(str(st), settings_())
+    base = TransformerEmbedder(recipe, threads=1)
+    emb = select.build(recipe, base, "bf16", "auto", threads=1)
+    assert isinstance(emb, Split) and emb.choice.path == SPLIT
+    bf16 = TransformerEmbedder(dataclasses.replace(recipe, precision="bf16"), threads=1)
+    assert emb.ident == bf16.ident != base.ident
+    emb.load()
+    assert emb.queries.serving._loaded and not emb.documents._loaded  # nothing of torch loaded for a search
+    np.testing.assert_allclose(emb.embed_queries(TEXTS), OrtEmbedder(recipe, "fp32", base.ident).embed_queries(TEXTS),
+                               atol=1e-5)
+    snippets = emb.embed_snippets(TEXTS)  # find-similar: a snippet as a document, from the query runtime
+    assert not emb.documents._loaded
+    np.testing.assert_allclose(snippets, OrtEmbedder(recipe, "fp32", base.ident).embed_documents(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(emb.embed_documents(TEXTS), bf16.embed_documents(TEXTS), atol=1e-5)
+    assert _worst_cos(emb.embed_queries(TEXTS), base.embed_queries(TEXTS)) >= 0.9999
+    _, reports = load_embedders(settings_(model_path=str(st), precision="bf16"))
+    assert "runs on torch, bf16 (documents) and ONNX Runtime, fp32 (queries)" in reports[0].note
+
+
+def test_a_runtime_that_cannot_run_falls_back_in_select(st, cache, monkeypatch):
+    """An export that cannot happen (or disagrees with torch) makes the ONNX embedder raise RuntimeUnavailable;
+    select.py's Fallback then serves torch fp32 (the same vectors) and says why. int8 has no such stand-in."""
+    from engine.embed.runtime import export
+
+    def refuse(*a, **k):
+        raise export.ExportError("the ONNX export's vectors differ from torch's (worst cosine 0.5 < 0.9999)")
+
+    monkeypatch.setattr(export, "export", refuse)
+    recipe = resolve_recipe(str(st), settings_())
+    with pytest.raises(RuntimeUnavailable):
+        OrtEmbedder(recipe, "fp32", TransformerEmbedder(recipe).ident).load()
+    logged = []
+    embs, reports = load_embedders(settings_(model_path=str(st)), log=logged.append)
+    ref = TransformerEmbedder(recipe, threads=1)
+    np.testing.assert_allclose(embs["code"].embed_queries(TEXTS), ref.embed_queries(TEXTS), atol=1e-5)
+    assert isinstance(embs["code"].serving, TransformerEmbedder)
+    assert any("worst cosine 0.5" in line and "served by TransformerEmbedder" in line for line in logged)
+    assert "served by TransformerEmbedder" in select.report_note(embs["code"])
+    int8, _ = load_embedders(settings_(model_path=str(st), precision="int8"))
+    with pytest.raises(RuntimeUnavailable):
+        int8["code"].embed_queries(TEXTS)
+
+
+def test_int8_static_calibrates_on_chunks_rendered_as_sg_embeds_them():
+    """The calibration texts are sg's own chunks rendered by engine/embed/render.py (path words, then
+    symbol words, then the code); an import error there must fail, not fall back to windows of lines."""
+    from engine.embed.runtime.export import calibration_texts
+
+    texts = calibration_texts(60)
+    assert len(texts) == 60
+    heads = [t.split("\n", 1)[0] for t in texts]
+    assert all(h.startswith("engine ") for h in heads), heads[:5]
+    assert sum(" | " in h for h in heads) > 40  # most chunks are functions: "engine embed ... | symbol words"
 
 
 def test_recorded_gate_names_the_shipped_default():
     """The gate file ships for the offline default as it is served (weights + adapter + recipe)."""
-    from engine.embed.precision import GATE_FILE, gate_records
+    from engine.embed.runtime.select import GATE_FILE, gate_records
     from engine.embed.sentence import default_recipe
 
     if not GATE_FILE.is_file():
@@ -274,3 +340,42 @@ def test_recorded_gate_names_the_shipped_default():
     for path, verdict in entry["paths"].items():
         if path not in ("onnx-fp32", "torch-fp32"):  # fp32 is the reference, verified equal at export
             assert verdict["pass"] == (verdict["complete"] and verdict["max_loss"] <= 0.005), path
+
+
+def test_one_shot_search_on_the_default_path_imports_no_torch(tmp_path, bench_dir):
+    """`sg index` then a one-shot `sg search` with the default settings (the offline MiniLM + adapter,
+    runtime and precision auto) on any CPU. Indexing may run torch (bf16 documents where the CPU has native bf16;
+    it also readies the ONNX query encoder), but a search process (sg search, then sg similar) never imports torch,
+    transformers or peft."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for f in sorted((bench_dir / "cosqa" / "corpus").iterdir())[:40]:
+        (corpus / f.name).write_bytes(f.read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SG_CACHE_DIR": str(tmp_path / "cache"),
+           "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    idx = subprocess.run([sys.executable, "-m", "engine.cli", "index", str(corpus), "--json"], capture_output=True,
+                         text=True, cwd=REPO, env=env, timeout=900)
+    assert idx.returncode == 0, idx.stderr[-3000:]
+    assert json.loads(idx.stdout)["embedded"] == 40
+    first = sorted(corpus.glob("*.py"))[0]
+    code = f"""
+import contextlib, io, json, sys
+from engine.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    rc = main(["search", "check if a variable is iterable", {str(corpus)!r}, "-k", "5", "--json"])
+res = json.loads(out.getvalue())
+similar = io.StringIO()
+with contextlib.redirect_stdout(similar):
+    rc2 = main(["similar", {str(first)!r} + ":1", "--root", {str(corpus)!r}, "-k", "3", "--json"])
+print(json.dumps({{"rc": rc, "hits": len(res["results"]), "mode": res["mode"], "notes": res["notes"],
+                   "similar": [rc2, len(json.loads(similar.getvalue())["results"])],
+                   "loaded": sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["rc"] == 0 and got["hits"] == 5 and got["mode"] == "hybrid" and got["notes"] == [], got
+    assert got["similar"] == [0, 3], got
+    assert got["loaded"] == [], (got, out.stderr[-2000:])
+    assert "ONNX Runtime" in out.stderr  # the models line says what serves the queries

@@ -1,7 +1,9 @@
 """The engine is the only door: `engine` never imports `sg_lsp`; the server and the CLI use only the engine's
 public API (the names engine/__init__.py exports, plus engine.text), never its store or a private member.
 
-An AST scan of the source, so it runs in milliseconds and names the file and line of each breach.
+An AST scan of the source, so it runs in milliseconds and names the file and line of each breach. The layers and
+the absence of import cycles are import-linter's contracts (pyproject.toml, run by .ci/run); this test holds what an
+import graph cannot show: private members and the store reached through an attribute.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Markers are the vocabulary's [unused0] / [unused1], as in Stanford ColBERT, so t
 resized. loss = distill (the default) learns from kd.jsonl, which tools.pylate.teacher writes in sg's venv: each
 query's candidates scored by sg's dense default, ranked the same way by MaxSim (PyLate's Distillation loss);
 loss = contrastive learns from the pairs with in-batch and mined negatives. LoRA (lora_r > 0) keeps the trained
-part small enough to ship: out_dir/lora plus the projection. `--smoke` runs a few steps on docstring pairs mined from sg's own source when no pairs file exists:
-a plumbing check only, nothing to ship.
+part small enough to ship: out_dir/lora plus the projection. `--smoke` runs a few steps on docstring pairs mined
+from sg's own source when no pairs file exists: a plumbing check only, nothing to ship.
 """
 
 from __future__ import annotations
@@ -194,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
 
     class Timing(TrainerCallback):
-        def on_log(self, _args, state, _control, logs=None, **_kw):
+        def on_log(self, args, state, control, logs=None, **kwargs):
             entry = {"step": state.global_step, "seconds": round(time.time() - started, 1), **(logs or {})}
             log.append(entry)
             print(json.dumps(entry), flush=True)
 
-        def on_step_end(self, _args, state, control, **_kw):
+        def on_step_end(self, args, state, control, **kwargs):
             if cfg.time_budget_minutes and time.time() - started > cfg.time_budget_minutes * 60:
                 print(f"time budget reached at step {state.global_step}", flush=True)
                 control.should_training_stop = True

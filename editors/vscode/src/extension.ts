@@ -9,6 +9,7 @@ import {
   CloseAction,
   DidChangeConfigurationNotification,
   ErrorAction,
+  type FeatureState,
   LanguageClient,
   type LanguageClientOptions,
   type ServerOptions,
@@ -234,6 +235,16 @@ function createClient(): LanguageClient {
     },
   };
   const c = new LanguageClient("sg", "sg", serverOptions, clientOptions);
+  // The status bar item shows indexing and the tune command its own notification: without this, VS Code would
+  // also show the server's $/progress as a second sg entry in the status bar.
+  c.registerFeature({
+    fillClientCapabilities: (capabilities) => {
+      if (capabilities.window) capabilities.window.workDoneProgress = false;
+    },
+    initialize: () => {},
+    getState: (): FeatureState => ({ kind: "static" }),
+    clear: () => {},
+  });
   c.onDidChangeState((e) => {
     if (e.newState === State.Running) {
       statusBar?.refresh();

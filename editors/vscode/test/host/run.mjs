@@ -1,10 +1,11 @@
 // Runs the sg extension inside a real VS Code (code-server) in headless Chromium and does what a user does:
-// the six steps of editors/vscode/README.md ("Test inside VS Code"), asserting on what the page shows, with a screenshot after each step.
+// the seven steps of editors/vscode/README.md ("Test inside VS Code"), asserting on what the page shows, with a
+// screenshot after each step.
 //
 //   node run.mjs            (after install.sh; `npm run test:host` in editors/vscode does both and builds the .vsix)
 //
-// Environment: SG_LSP_CMD (JSON list or words; default: <repo>/.venv/bin/python -m sg_lsp --stdio with
-// PYTHONPATH=<repo>), SG_BENCH (default <repo>/../shared/bench: repo-click and cosqa corpora make the workspace),
+// Environment: SG_LSP_CMD (JSON list or words; default: sg-lsp on PATH, by its absolute path, else
+// <repo>/.venv/bin/python -m sg_lsp --stdio with PYTHONPATH=<repo>), SG_BENCH (default <repo>/../shared/bench: repo-click and cosqa corpora make the workspace),
 // CHROMIUM (default /usr/bin/chromium), SG_HOST_ARTEFACTS (default ./artefacts), SG_HOST_KEEP=1 keeps the temp dir,
 // SG_HOST_TRACE=1 logs the JSON-RPC traffic, SG_CODE_SERVER another code-server's out/node/entry.js.
 
@@ -37,11 +38,26 @@ function fail(msg) {
   throw new Error(msg);
 }
 
+/** A failure that waiting cannot mend (the server stopped): `eventually` passes it on at once. */
+class Abort extends Error {}
+
+let watched; // the page whose status bar says whether the sg server stopped (set once the workbench is up)
+
+/** Throws Abort, with what the extension told the user, as soon as the status bar says "sg: stopped". */
+async function assertServerUp() {
+  if (!watched) return;
+  const text = await statusBarText(watched).catch(() => "");
+  if (!/\bsg: stopped\b/.test(text)) return;
+  const said = (await notifications(watched).catch(() => [])).filter((t) => /\bsg\b/.test(t));
+  throw new Abort(`the sg server stopped (status bar: "sg: stopped"); the extension says: ${said.join(" | ") || "nothing"}`);
+}
+
 /** Polls `probe` until it returns a truthy value; the last value or error goes into the failure message. */
 async function eventually(what, probe, { timeout = 30000, interval = 250 } = {}) {
   const end = Date.now() + timeout;
   let last;
   for (;;) {
+    await assertServerUp();
     try {
       const value = await probe();
       if (value) return value;
@@ -86,7 +102,10 @@ function serverCommand() {
   return { cmd: [python, "-m", "sg_lsp", "--stdio"], pythonPath: [REPO_ROOT, process.env.PYTHONPATH].filter(Boolean).join(":") };
 }
 
-/** A workspace from real code: click's package source (functions deep in big files) and the CoSQA functions. */
+/**
+ * A workspace from real code: click's package source (functions deep in big files) and the CoSQA functions.
+ * Models are off in it (folder settings), so indexing 6,000 files takes seconds, not minutes.
+ */
 function makeWorkspace(root) {
   const ws = path.join(root, "workspace");
   const click = path.join(BENCH, "repo-click/corpus/click");
@@ -94,6 +113,25 @@ function makeWorkspace(root) {
   for (const dir of [click, cosqa]) if (!fs.existsSync(dir)) fail(`corpus not found: ${dir} (set SG_BENCH)`);
   fs.cpSync(click, path.join(ws, "click"), { recursive: true });
   fs.cpSync(cosqa, path.join(ws, "cosqa"), { recursive: true });
+  fs.writeFileSync(path.join(ws, ".gitignore"), ".sg/\n.vscode/\n");
+  fs.mkdirSync(path.join(ws, ".vscode"));
+  fs.writeFileSync(path.join(ws, ".vscode/settings.json"), JSON.stringify({ "sg.model": "off" }, null, 2));
+  return ws;
+}
+
+// Step 7: the first 300 CoSQA functions (embedded in well under a minute) and a CoSQA dev query that BM25 alone
+// does not rank in the top 10 there, while hybrid search with the default model ranks its function first.
+const MODEL_SLICE = 300;
+const MODEL_QUERY = { query: "code to create folders in python", expect: "00054_mkdir.py" };
+
+/** A second workspace, with the default model (no sg settings): the first CoSQA files and the expected one. */
+function makeModelWorkspace(root) {
+  const ws = path.join(root, "model-workspace");
+  const cosqa = path.join(BENCH, "cosqa/corpus");
+  fs.mkdirSync(ws, { recursive: true });
+  const names = fs.readdirSync(cosqa).sort().slice(0, MODEL_SLICE);
+  if (!names.includes(MODEL_QUERY.expect)) names.push(MODEL_QUERY.expect);
+  for (const name of names) fs.copyFileSync(path.join(cosqa, name), path.join(ws, name));
   fs.writeFileSync(path.join(ws, ".gitignore"), ".sg/\n");
   return ws;
 }
@@ -106,10 +144,8 @@ function writeUserSettings(userData, cmd) {
   // them at the next settings change, so the server would lose them when step 5 changes sg.searchMode.
   const machine = path.join(userData, "Machine");
   fs.mkdirSync(machine, { recursive: true });
-  fs.writeFileSync(path.join(machine, "settings.json"), JSON.stringify({
-    "sg.serverCommand": cmd,
-    "sg.model": "off", // lexical only: indexing takes seconds, not minutes (see README)
-  }, null, 2));
+  // No sg.model here: the default model is what a user gets (step 7); the big workspace turns it off in its folder.
+  fs.writeFileSync(path.join(machine, "settings.json"), JSON.stringify({ "sg.serverCommand": cmd }, null, 2));
   const settings = {
     "extensions.autoUpdate": false,
     "extensions.autoCheckUpdates": false,
@@ -194,6 +230,18 @@ async function statusBarText(page) {
   return (await page.locator(".statusbar").innerText()).replace(/\s+/g, " ");
 }
 
+/** The status bar entries that speak for sg (its own item, and any progress VS Code shows for the server). */
+async function sgStatusItems(page) {
+  const items = page.locator(".statusbar .statusbar-item");
+  const n = await items.count();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const text = (await items.nth(i).innerText().catch(() => "")).replace(/\s+/g, " ").trim();
+    if (/\bsg\b/.test(text)) out.push(text);
+  }
+  return out;
+}
+
 async function runCommand(page, title) {
   await page.keyboard.press("Escape");
   await page.keyboard.press("F1");
@@ -232,13 +280,18 @@ async function search(page, query, expectFirst, titleOk = () => true) {
   await eventually("the sg: Search input", async () => (await quickPickTitle(page)).startsWith("sg"));
   await input.fill(query);
   let attempt = 0;
+  let seen = "nothing";
   return eventually(`"${expectFirst}" first for "${query}"`, async () => {
     const title = await quickPickTitle(page);
     const rows = await quickPickRows(page);
+    seen = `${title} | first: ${rows[0] ?? "none"}`;
     if (rows.length > 0 && rows[0].includes(expectFirst) && /results?/.test(title) && titleOk(title)) return { title, rows };
     // A settings change reaches the server asynchronously: ask again, as a user would by retyping.
     if (++attempt % 8 === 0) await input.fill(attempt % 16 === 0 ? query : `${query} `);
     return false;
+  }).catch((error) => {
+    if (error instanceof Abort) throw error;
+    fail(`${error.message}; the list showed: ${seen}`);
   });
 }
 
@@ -274,11 +327,13 @@ async function notifications(page) {
 async function scenario(page, codeServer, ws) {
   // 1. Open the workspace: the status bar shows sg indexing, then ready.
   await page.locator(".monaco-workbench").waitFor({ state: "visible", timeout: 60000 });
+  watched = page;
   const indexing = await eventually("sg indexing in the status bar", async () => {
     const text = await statusBarText(page);
     return /sg.*index/i.test(text) ? text : false;
   }, { timeout: 60000, interval: 100 });
   log(`status bar while indexing: ${indexing}`);
+  await oneSgItem(page, "while indexing");
   await screenshot(page, "indexing");
   const ready = await eventually("sg ready in the status bar", async () => {
     const text = await statusBarText(page);
@@ -375,9 +430,38 @@ async function scenario(page, codeServer, ws) {
     const now = serverPids(codeServer.pid);
     return now.length > 0 && now.every((p) => !before.includes(p));
   });
+  await oneSgItem(page, "after the restart");
   const again = await search(page, "push a new context onto the stack", "push_context");
   log(`after restart: ${again.title}`);
   await screenshot(page, "restarted-search");
+  await page.keyboard.press("Escape");
+}
+
+/** The status bar shows one sg item, sampled for a second (the server's progress must not add a second one). */
+async function oneSgItem(page, when) {
+  for (let i = 0; i < 10; i++) {
+    const items = await sgStatusItems(page);
+    if (items.length > 1) fail(`${items.length} sg items in the status bar ${when}: ${items.join(" | ")}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** 7. A second workspace with the default model, as a user gets it: a search only the model can answer. */
+async function modelScenario(page, ws, userData, cmd) {
+  watched = undefined; // the first window's status bar is gone
+  writeUserSettings(userData, cmd); // step 5's Max Results and Search Mode (lexical) were user settings: undo them
+  await page.goto(`${new URL(page.url()).origin}/?folder=${encodeURIComponent(ws)}`);
+  await page.locator(".monaco-workbench").waitFor({ state: "visible", timeout: 60000 });
+  watched = page;
+  const ready = await eventually("sg ready with the default model", async () => {
+    const text = await statusBarText(page);
+    return /sg: [\d,]+ files/.test(text) && !/index/i.test(text) ? text : false;
+  }, { timeout: 300000, interval: 500 });
+  log(`status bar with the default model: ${ready}`);
+  const found = await search(page, MODEL_QUERY.query, MODEL_QUERY.expect,
+    (title) => /· hybrid ·/.test(title) && !/no model|still indexing/.test(title));
+  log(`model search: ${found.title} | first: ${found.rows[0]}`);
+  await screenshot(page, "model-search");
   await page.keyboard.press("Escape");
 }
 
@@ -393,7 +477,9 @@ async function main() {
   const config = path.join(tmp, "config.yaml");
   fs.writeFileSync(config, "auth: none\ncert: false\n");
   const { cmd, pythonPath } = serverCommand();
+  log(`sg server: ${cmd.join(" ")}`);
   const ws = makeWorkspace(tmp);
+  const modelWs = makeModelWorkspace(tmp);
   writeUserSettings(userData, cmd);
   const env = { ...process.env, PYTHONPATH: pythonPath ?? "", SG_HOST_TEST: "1" };
   const csArgs = ["--config", config, "--user-data-dir", userData, "--extensions-dir", extensions];
@@ -419,11 +505,12 @@ async function main() {
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(ws)}`);
     try {
       await scenario(page, codeServer, ws);
+      await modelScenario(page, modelWs, userData, cmd);
     } catch (error) {
       await page.screenshot({ path: path.join(ARTEFACTS, "failure.png") }).catch(() => {});
       throw error;
     }
-    log(`PASS: six steps in ${secs()} s`);
+    log(`PASS: seven steps in ${secs()} s`);
   } finally {
     // The extension's output channel and the server's stderr end up in the window logs: keep them with the pictures.
     const logs = path.join(userData, "logs");

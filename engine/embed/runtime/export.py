@@ -1,4 +1,4 @@
-"""Export a served model to ONNX once (torch), quantise it (onnxruntime.quantization), verify it, cache it.
+"""Export a served model to ONNX once (torch), quantise it (onnxruntime.quantization), verify it, cache it (cache.py).
 
 The graph is built from the exact model TransformerEmbedder serves (adapter merged, dense projection and
 pooling included), so search needs no torch afterwards. Every entry is written into a temporary directory
@@ -20,8 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from .ort import FP32_MIN_COSINE, MANIFEST, cache_dir, cache_key, dist_version, read_manifest
-from .transformer import Recipe
+from ...dist import dist_version
+from ..transformer import Recipe
+from .cache import FP32_MIN_COSINE, MANIFEST, cache_dir, cache_key, read_manifest
 
 OPSET = 17
 CALIBRATION_CHUNKS = 300
@@ -56,7 +57,7 @@ def export(recipe: Recipe, variant: str, base_ident: str, dest: Path, key: str, 
     """
     import torch  # noqa: F401 - ImportError here means: no export on this machine
 
-    from .transformer import TransformerEmbedder
+    from ..transformer import TransformerEmbedder
 
     t0 = time.perf_counter()
     _say(log, f"{recipe.name}: exporting to ONNX ({variant}), once per model version, into {dest.parent}")
@@ -122,7 +123,7 @@ def _layout(emb) -> dict:
 def _wrapper(emb):
     import torch
 
-    from .transformer import _pool
+    from ..transformer import _pool
 
     class Encoder(torch.nn.Module):
         """Backbone + pooling + projection + normalisation, exactly as TransformerEmbedder.forward_batch."""
@@ -240,23 +241,20 @@ class _Reader:
 
 def calibration_texts(n: int = CALIBRATION_CHUNKS) -> list[str]:
     """Chunks of sg's own source, rendered as sg embeds them: not one of the dev corpora the gate scores."""
-    root = Path(__file__).resolve().parents[1]
-    texts: list[str] = []
-    try:
-        from .. import chunk as chunking
-        from ..search import render_for_embedding
-        from ..settings import load_settings
+    from ... import chunk as chunking
+    from ...settings import load_settings
+    from ..render import render_for_embedding
 
-        settings = load_settings(None)
-        for f in sorted(root.rglob("*.py")):
-            rel = f.relative_to(root.parent).as_posix()
-            for c in chunking.chunk_file(rel, f.read_text(encoding="utf-8"), settings.index):
-                texts.append(render_for_embedding(c))
-    except Exception:  # noqa: BLE001 - the chunker is another module's business; windows of lines do too
-        texts = []
-        for f in sorted(root.rglob("*.py")):
-            lines = f.read_text(encoding="utf-8").splitlines()
-            texts += ["\n".join(lines[i:i + 40]) for i in range(0, len(lines), 40)]
+    root = Path(__file__).resolve().parents[2]  # engine/
+    settings = load_settings(None)
+    texts: list[str] = []
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root.parent).as_posix()
+        try:
+            source = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # a file that vanished or is not text: calibrate on the others
+            continue
+        texts += [render_for_embedding(c) for c in chunking.chunk_file(rel, source, settings.index)]
     step = max(1, len(texts) // n)
     return texts[::step][:n]
 

@@ -1,0 +1,35 @@
+"""The torch runtime: the model as transformers runs it (TransformerEmbedder), in fp32, bf16 or dynamic int8.
+
+Importing this module does not import torch; loading an embedder does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from typing import Callable
+
+from ..transformer import Recipe, TransformerEmbedder
+
+LABEL = "torch"
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def why_not(recipe: Recipe, base: TransformerEmbedder) -> str:
+    return "" if installed() else "torch is not installed"
+
+
+def ready(recipe: Recipe, precision: str, base_ident: str) -> bool:
+    return True
+
+
+def embedder(recipe: Recipe, precision: str, base: TransformerEmbedder, *, threads: int, batch_size: int,
+             log: Callable[[str], None] | None = None) -> TransformerEmbedder:
+    """`base` itself for fp32; another precision is another vector space (its recipe's identity says so)."""
+    if precision == "fp32":
+        return base
+    return type(base)(dataclasses.replace(recipe, precision=precision), threads=threads, batch_size=batch_size)
