@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -348,16 +347,13 @@ def test_content_hash() -> None:
     content_hash("\ud800")  # lone surrogate: no exception
 
 
-# ---------------------------------------------------------------------------------------------------- speed
+# ---------------------------------------------------------------------------------------------------- a real corpus
 
 
-def test_walk_cosqa_corpus_fast() -> None:
+def test_walk_cosqa_corpus() -> None:
+    """Every file of a 6,267-file corpus is walked (its speed is bench/ work, not a unit test's)."""
     corpus = BENCH / "cosqa" / "corpus"
     if not corpus.is_dir():
         pytest.skip(f"bench data not present at {corpus}")
-    list(walk(corpus, IndexSettings()))  # warm the directory cache
-    t = time.perf_counter()
     items = list(walk(corpus, IndexSettings()))
-    elapsed = time.perf_counter() - t
     assert len(items) >= 6000 and all(isinstance(i, FileEntry) for i in items)
-    assert elapsed < 1.5, f"walk took {elapsed:.2f}s"  # ~0.3 s measured; slack for a busy 2-core machine
