@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
 from pathlib import Path
-
-import logging
 
 import numpy as np
 
@@ -137,7 +136,7 @@ class AnnIndex:
 
     @classmethod
     def build(cls, dim: int, ids: np.ndarray, vecs: np.ndarray, m: int = 16, ef_construction: int = 200,
-              ef_search: int = 128, *, threads: int = -1, seed: int = 100) -> "AnnIndex":
+              ef_search: int = 128, *, threads: int = -1, seed: int = 100) -> AnnIndex:
         """A fresh index over `ids`/`vecs` (rows (n, dim); a repeated id keeps its last row).
 
         `threads=-1` uses every core (hnswlib's default); a build with threads=1 is deterministic for a seed.
@@ -321,7 +320,7 @@ class AnnIndex:
             return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32)
         return np.asarray(found, np.int64), np.asarray(vecs, np.float32)
 
-    def compact(self) -> "AnnIndex":
+    def compact(self) -> AnnIndex:
         """A rebuilt index of the live vectors (same parameters), without the deleted slots."""
         with self._lock:
             ids = self.live_ids()
@@ -366,7 +365,7 @@ class AnnIndex:
         _atomic_write_text(sidecar_path(path), json.dumps(meta, separators=(",", ":")))
 
     @classmethod
-    def load(cls, path: Path, expected_generation: int, dim: int) -> "AnnIndex | None":
+    def load(cls, path: Path, expected_generation: int, dim: int) -> AnnIndex | None:
         """The saved index, or None if it is missing, damaged, stale (generation) or of another dimension."""
         path = Path(path)
         try:

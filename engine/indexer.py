@@ -8,9 +8,9 @@ import dataclasses
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -205,8 +205,8 @@ class Indexer:
             body = c.text if not c.doc or c.doc in c.text else f"{c.doc}\n{c.text}"
             chash = hashlib.blake2b(f"{c.path}\0{c.symbol}\0{body}".encode("utf-8", "replace"),
                                     digest_size=16).hexdigest()
-            rows.append((c, route.route_chunk(c.text, c.language), chash,
-                         (path_tokens, " ".join(tokenize.tokenize_symbol(c.symbol)), " ".join(tokenize.tokenize(body)))))
+            fts = (path_tokens, " ".join(tokenize.tokenize_symbol(c.symbol)), " ".join(tokenize.tokenize(body)))
+            rows.append((c, route.route_chunk(c.text, c.language), chash, fts))
         return fhash, language, rows
 
     def write_files(self, batch: list[FileEntry], stored: dict, skips: list[Skip],
@@ -262,9 +262,10 @@ class Indexer:
                 if sp.embedder.multi_vector and sp.codec is None:
                     sp.codec = PQCodec.train(np.concatenate([v for v in out if len(v)]), seed=0)
                     self.store.set_codebook(sp.name, sp.codec.to_bytes())
-                rows = []
+                rows: list[tuple[str, bytes, bytes | None]] = []
                 for (h, _), v in zip(todo, out if sp.embedder.multi_vector else list(out)):
                     if sp.embedder.multi_vector:
+                        assert sp.codec is not None  # trained above on the first batch
                         pooled = score.pool(v) if len(v) else np.zeros(sp.embedder.dim, np.float32)
                         rows.append((h, pooled.tobytes(), sp.codec.encode(v)))
                     else:

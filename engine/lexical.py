@@ -17,7 +17,8 @@ _POSTINGS_CHURN = 0.1
 
 def _varints(blob: bytes) -> list[int]:
     """SQLite's big-endian varints (7 bits a byte, the 9th byte whole), as FTS5 writes its records."""
-    out, i = [], 0
+    out: list[int] = []
+    i = 0
     while i < len(blob):
         v = 0
         for k in range(9):

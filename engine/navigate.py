@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Hashable, Mapping
 
 from . import score
 from .backend import Row
@@ -78,19 +78,19 @@ class Intent:
 def read_intent(text: str) -> Intent:
     q = text.strip()
     words = score.split_identifier(q)
-    flags = dict(tests=score.query_mentions_tests(q), docs=any(w in _DOC_WORDS for w in words),
-                 examples=any(w in _EXAMPLE_WORDS for w in words))
+    tests, docs = score.query_mentions_tests(q), any(w in _DOC_WORDS for w in words)
+    examples = any(w in _EXAMPLE_WORDS for w in words)
     if _SYMBOL_QUERY.match(q):
         full = q[:-2] if q.endswith("()") else q
         last = re.split(_SEP, full)[-1]
-        return Intent("symbol", tuple(dict.fromkeys([last, full])), **flags)
+        return Intent("symbol", tuple(dict.fromkeys([last, full])), (), tests, docs, examples)
     names = []
     for m in _EMBEDDED.finditer(q):
         name = m.group(1) or m.group(2)
         names.append(re.split(_SEP, name.rstrip("()"))[-1])
     keywords = tuple(dict.fromkeys(w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", q.lower())
                                    if len(w) > 2 and w not in score.STOP_WORDS))
-    return Intent("text", tuple(dict.fromkeys(n for n in names if len(n) > 1)), keywords, **flags)
+    return Intent("text", tuple(dict.fromkeys(n for n in names if len(n) > 1)), keywords, tests, docs, examples)
 
 
 # -- definitions --------------------------------------------------------------------------------------------------
@@ -122,11 +122,14 @@ def defines(row: Row, text: str, name: str) -> bool:
     head = text[:4000]
     if name not in head:
         return False
-    last = re.split(r"::|\.|#|/|\\|->", row.symbol)[-1] if row.symbol else ""
+    last = _SYMBOL_PARTS.split(row.symbol)[-1] if row.symbol else ""
     if last == name and row.kind in ("function", "method"):
         return True  # a function's chunk (or the first window of a long one) names it in its signature
     # a class's chunks all carry its symbol: only the head has the definition keyword before the name
     return _definition_re(name).search(head) is not None
+
+
+_SYMBOL_PARTS = re.compile(r"::|\.|#|/|\\|->")
 
 
 def _stem(path: str) -> str:
@@ -213,7 +216,7 @@ def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
 
 @functools.lru_cache(maxsize=65536)
 def _path_prior(path: str, tests: bool, docs: bool, examples: bool, p: Priors) -> tuple[float, str]:
-    f, why = 1.0, []
+    f, why = 1.0, list[str]()
     name = path.rsplit("/", 1)[-1]
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if not tests and (score.is_test_path(path) or _TEST_HELPER.search(path)):
@@ -281,6 +284,10 @@ def rerank(scored: Scored, rows: Mapping[Hashable, Row], texts: Mapping[Hashable
         for key in out:
             row, text = rows[key], texts.get(key, "")
             hit = [n for n in intent.names if defines(row, text, n)]
+            if not hit and intent.kind == "text":
+                # "ConfigLoader load yaml": the members of a named class count as much as its head
+                owners = _SYMBOL_PARTS.split(row.symbol)[:-1] if row.symbol else []
+                hit = [n for n in intent.names if n in owners]
             if hit:
                 named = any(_stem_named(row.path, n) for n in hit)
                 # a capitalised name asks for a type before a function or method of the same name

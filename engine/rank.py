@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class Ranker:
         space_w, unserved, mode = allocate_weights(q.weights, self.spaces, q.mode, notes)
         with self.backend.view(q.paths) as v:
             components, comp_weights, by_name = self.gather(v, q, mode, space_w, unserved, notes)
-            rows = v.rows(set().union(*components.values()) if components else set(), text=False)
+            rows = v.rows(list(set().union(*components.values())) if components else [], text=False)
             # everything below reads inside the same view: a save meanwhile cannot empty a snippet
             if q.paths:
                 rows = {key: r for key, r in rows.items() if path_ok(r.path, q.paths)}
@@ -107,9 +107,9 @@ class Ranker:
         cols = (1.0 - cjk, 2.0 * (1.0 - cjk), 1.0)
         lw = s.similar_lexical_weight if q.doc_query else \
             s.symbol_lexical_weight if q.intent is not None and q.intent.kind == "symbol" else s.lexical_weight
-        tokens = navigate.content_tokens(q.tokens) if q.intent is not None and q.intent.kind == "text" else q.tokens
-        lex_tokens = prune_common(tokens, v, s.max_token_share, budget=not q.doc_query) \
-            if mode != "semantic" else tokens
+        words = navigate.content_tokens(q.tokens) if q.intent is not None and q.intent.kind == "text" else q.tokens
+        lex_tokens = prune_common(words, v, s.max_token_share, budget=not q.doc_query) \
+            if mode != "semantic" else words
         if mode in ("hybrid", "lexical"):
             components["lexical"] = v.lexical(lex_tokens, n_cand, cols)
             comp_weights["lexical"] = 1.0 if mode == "lexical" else lw + (1 - lw) * unserved
@@ -167,8 +167,8 @@ class Ranker:
             else:
                 name = next(s.name for s in self.spaces.values() if f"sem:{s.embedder.name}" == key)
                 comp.update(v.semantic_fill(name, pooled[name], missing))
-            for key in extra:
-                comp.setdefault(key, 0.0)
+            for found in extra:
+                comp.setdefault(found, 0.0)
 
 
 def allocate_weights(weights: dict[str, float], spaces: dict[str, Space], mode: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 MODES = ("hybrid", "semantic", "lexical")  # search modes, the default first
@@ -75,7 +75,7 @@ class ChunkInfo:
 class Hit:
     """A ranked result. `components` explains the score (lexical, each semantic space, boosts)."""
 
-    chunk_id: int
+    chunk_id: Hashable  # the backend's key (the store's chunk id for the local backend)
     path: str
     symbol: str
     kind: str

@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import snowballstemmer
@@ -84,11 +85,11 @@ class Fused:
     parts: dict[str, float] = field(default_factory=dict)
 
 
-def _finite(scores: Mapping[int, float]) -> dict[int, float]:
+def _finite(scores: Mapping[Hashable, float]) -> dict[Hashable, float]:
     return {doc: float(s) for doc, s in scores.items() if s is not None and math.isfinite(float(s))}
 
 
-def minmax(scores: Mapping[int, float]) -> dict[int, float]:
+def minmax(scores: Mapping[Hashable, float]) -> dict[Hashable, float]:
     """Scale scores to [0, 1] (best 1.0, worst 0.0). Non-finite scores are dropped.
 
     When every score is equal (including a single score) each becomes 1.0: every document present is the
@@ -107,7 +108,7 @@ def minmax(scores: Mapping[int, float]) -> dict[int, float]:
     return {doc: (s - lo) / span for doc, s in clean.items()}
 
 
-def _check_weights(components: Mapping[str, Mapping[int, float]], weights: Mapping[str, float]) -> dict[str, float]:
+def _check_weights(components: Mapping[str, Mapping[Hashable, float]], weights: Mapping[str, float]) -> dict[str, float]:
     """Weights of the components, validated and scaled to sum to 1 (all 0 if every weight is 0)."""
     out = {}
     for name in components:
@@ -124,7 +125,7 @@ def _check_weights(components: Mapping[str, Mapping[int, float]], weights: Mappi
     return {name: w / total for name, w in scaled.items()}
 
 
-def _assemble(contributions: dict[int, dict[str, float]], names: Iterable[str]) -> dict[int, Fused]:
+def _assemble(contributions: dict[Hashable, dict[str, float]], names: Iterable[str]) -> dict[Hashable, Fused]:
     names = list(names)
     fused = {}
     for doc, parts in contributions.items():
@@ -133,7 +134,7 @@ def _assemble(contributions: dict[int, dict[str, float]], names: Iterable[str]) 
     return fused
 
 
-def fuse_linear(components: Mapping[str, Mapping[int, float]], weights: Mapping[str, float]) -> dict[int, Fused]:
+def fuse_linear(components: Mapping[str, Mapping[Hashable, float]], weights: Mapping[str, float]) -> dict[Hashable, Fused]:
     """Weighted sum of min-max normalised components, divided by the sum of weights: scores in [0, 1].
 
     A document missing from a component gets 0 for it. A component without a weight has weight 0 (weights
@@ -142,14 +143,14 @@ def fuse_linear(components: Mapping[str, Mapping[int, float]], weights: Mapping[
     component's weighted contribution, every component listed.
     """
     w = _check_weights(components, weights)
-    contributions: dict[int, dict[str, float]] = {}
+    contributions: dict[Hashable, dict[str, float]] = {}
     for name, scores in components.items():
         for doc, value in minmax(scores).items():
             contributions.setdefault(doc, {})[name] = w[name] * value
     return _assemble(contributions, components)
 
 
-def ranks(scores: Mapping[int, float]) -> dict[int, int]:
+def ranks(scores: Mapping[Hashable, float]) -> dict[Hashable, int]:
     """1-based competition ranks (equal scores share the better rank: 1, 2, 2, 4). Non-finite dropped."""
     clean = _finite(scores)
     values = np.fromiter(clean.values(), dtype=np.float64, count=len(clean))
@@ -159,8 +160,8 @@ def ranks(scores: Mapping[int, float]) -> dict[int, int]:
     return {doc: int(g) + 1 for doc, g in zip(clean, greater.tolist())}
 
 
-def fuse_rrf(components: Mapping[str, Mapping[int, float]], weights: Mapping[str, float],
-             k: int = 60) -> dict[int, Fused]:
+def fuse_rrf(components: Mapping[str, Mapping[Hashable, float]], weights: Mapping[str, float],
+             k: int = 60) -> dict[Hashable, Fused]:
     """Weighted reciprocal-rank fusion: sum of w / (k + rank), scaled so that ranking first in every
     weighted component gives 1.0. Missing documents contribute 0; ties share a rank. Same contract as
     `fuse_linear` for weights and `Fused.parts`.
@@ -168,14 +169,14 @@ def fuse_rrf(components: Mapping[str, Mapping[int, float]], weights: Mapping[str
     if k < 0:
         raise ValueError("rrf k must be >= 0")
     w = _check_weights(components, weights)
-    contributions: dict[int, dict[str, float]] = {}
+    contributions: dict[Hashable, dict[str, float]] = {}
     for name, scores in components.items():
         for doc, rank in ranks(scores).items():
             contributions.setdefault(doc, {})[name] = w[name] * (k + 1) / (k + rank)
     return _assemble(contributions, components)
 
 
-def ranked(fused: Mapping[int, Fused]) -> list[tuple[int, Fused]]:
+def ranked(fused: Mapping[Hashable, Fused]) -> list[tuple[Hashable, Fused]]:
     """Best first; equal scores in ascending id order so results are deterministic."""
     return sorted(fused.items(), key=lambda item: (-item[1].score, item[0]))
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
 from . import route, tokenize
+from .backends import make_backend
 from .embed.base import ROUTES, Embedder, ModelReport, embed_snippets
 from .errors import BadQuery, ModelError, SgError
-from .indexer import IndexReport, Indexer
-from .backends import make_backend
+from .indexer import Indexer, IndexReport
 from .multi import scope_patterns
 from .rank import Query, Ranker
 from .records import MODES, ChunkInfo, Hit, Progress, Skip
@@ -230,7 +230,8 @@ class Engine:
             raise BadQuery("the query is empty")
         _encodable(query)
         if len(query) > self.settings.search.max_query_chars:
-            raise BadQuery(f"the query has {len(query)} characters; the limit is {self.settings.search.max_query_chars}")
+            limit = self.settings.search.max_query_chars
+            raise BadQuery(f"the query has {len(query)} characters; the limit is {limit}")
         self._check_limit(k)
         paths = scope_patterns(paths, [self.root])[0]
         notes: list[str] = []

@@ -1,12 +1,19 @@
-"""All settings in one typed tree, resolved in one place: defaults <- .sg.toml <- initializationOptions/CLI overrides."""
+"""All settings in one typed tree, resolved in one place: defaults <- .sg.toml <- initializationOptions/CLI
+overrides."""
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 from .errors import ConfigError
 from .records import MODES
@@ -93,7 +100,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     qdrant: QdrantSettings = field(default_factory=QdrantSettings)
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         if self.search.mode not in MODES:
             raise ConfigError(f"search.mode must be hybrid, semantic or lexical, not {self.search.mode!r}")
         if self.search.fusion not in ("linear", "rrf"):
@@ -134,7 +141,7 @@ def merge_into(obj: Any, data: Any, where: str = "", problems: list[str] | None 
     strict = problems is None
 
     def refuse(text: str) -> None:
-        if strict:
+        if problems is None:
             raise ConfigError(text)
         problems.append(f"{text}, ignored" if text.endswith(("setting", "table")) else f"{text}; ignored")
 

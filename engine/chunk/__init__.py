@@ -41,8 +41,20 @@ tree-sitter walk), prose.py (Markdown/reST/text), pdf.py (pages), base.py (line 
 
 from ..records import Chunk
 from ..settings import IndexSettings
-from .base import (CHAR_OVERLAP, CHAR_WINDOW, CHUNKER_VERSION, MAX_CHUNK_CHARS, MINIFIED_LINE, PROSE_MAX_CHARS,
-                   _char_windows, _is_minified, _Out, _Source, _trim, _windows)
+from .base import (
+    CHAR_OVERLAP,
+    CHAR_WINDOW,
+    CHUNKER_VERSION,
+    MAX_CHUNK_CHARS,
+    MINIFIED_LINE,
+    PROSE_MAX_CHARS,
+    _char_windows,
+    _is_minified,
+    _Out,
+    _Source,
+    _trim,
+    _windows,
+)
 from .languages import _CPP_HINT, LANGS, PROSE, language_for
 from .naming import NAMING, NameRule
 from .pdf import _chunk_pdf, pdf_pages

@@ -11,8 +11,9 @@ nothing (a grammar has no known definitions until a rule says which node types t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .tree import _Def, _TreeChunker
@@ -36,7 +37,7 @@ class NameRule:
     special: Mapping[str, Namer] = field(default_factory=dict)  # node type -> its own naming function
     namer: Namer | None = None  # replaces the field lookup for every node type not in fixed/special
 
-    def name(self, tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+    def name(self, tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
         ntype = node.type
         if ntype in self.special:
             return self.special[ntype](tc, node, role, container)
@@ -76,7 +77,7 @@ def _strip_generics(name: str) -> str:
 
 # -- special namers --------------------------------------------------------------------------------------------
 
-def _js_binding(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+def _js_binding(tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
     """`const f = () => ...`, `{ f: function () {} }`, `this.f = ...`, class fields: named only when the value is a
     function (or, for `const C = class ...`, a class)."""
     value = node.child_by_field_name("value") or node.child_by_field_name("right")
@@ -99,7 +100,7 @@ def _js_binding(tc: "_TreeChunker", node: Any, role: str, container: "_Def | Non
     return role, name, "", None
 
 
-def _rust_impl(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+def _rust_impl(tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
     """`impl Foo` (methods `Foo::bar`) and `impl Display for Foo` (methods `<Foo as Display>::fmt`)."""
     ty = node.child_by_field_name("type")
     if ty is None:
@@ -112,7 +113,7 @@ def _rust_impl(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None
     return role, tname, tname, f"impl {tname}"
 
 
-def _go_method(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+def _go_method(tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
     """`func (s *Server) Start()` -> `Server.Start`, whatever the receiver."""
     recv = node.child_by_field_name("receiver")
     rtype = ""
@@ -133,7 +134,7 @@ _C_DECLARATORS = ("function_declarator", "pointer_declarator", "reference_declar
                   "attributed_declarator")
 
 
-def _c_family(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+def _c_family(tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
     """Functions by their innermost declarator (`Widget::size` for out-of-line C++ methods); structs by name, or
     by the typedef that names them (`typedef struct { ... } Name;`)."""
     if role == "function":
@@ -168,7 +169,7 @@ def _c_family(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None"
     return role, tc.t(fname), "", None
 
 
-def _kotlin(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+def _kotlin(tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
     """The Kotlin grammar has no name field: the first identifier child names the definition."""
     for c in node.named_children:
         if c.type in ("type_identifier", "simple_identifier"):
@@ -178,7 +179,7 @@ def _kotlin(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") 
     return None
 
 
-def _swift_class(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+def _swift_class(tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
     """Swift `extension Foo` is a class_declaration too: the block is `extension Foo`, its methods `Foo.bar`."""
     fname = node.child_by_field_name("name")
     if fname is None:
@@ -189,7 +190,7 @@ def _swift_class(tc: "_TreeChunker", node: Any, role: str, container: "_Def | No
     return role, name, "", None
 
 
-def _csharp_operator(tc: "_TreeChunker", node: Any, role: str, container: "_Def | None") -> Any:
+def _csharp_operator(tc: _TreeChunker, node: Any, role: str, container: _Def | None) -> Any:
     """`operator +`, and conversion operators by their target type (`operator int`)."""
     op = node.child_by_field_name("operator")
     label = "operator " + (tc.t(op) if op is not None else "")

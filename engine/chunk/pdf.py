@@ -8,6 +8,7 @@ from ..records import Chunk
 from ..settings import IndexSettings
 from .base import _cap_pieces
 
+
 def pdf_pages(data: bytes) -> list[str] | None:
     """Text of each page (pypdf), or None when the bytes are not a readable PDF. Never raises."""
     try:

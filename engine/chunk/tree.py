@@ -61,7 +61,7 @@ class _Def:
     node_line: int  # line of the definition keyword (after comments)
     doc: str
     signature: str
-    children: list["_Def"] = field(default_factory=list)
+    children: list[_Def] = field(default_factory=list)
 
 
 _SIG_FROM_OUTER = frozenset({"export_statement", "lexical_declaration", "variable_declaration", "type_declaration",

@@ -3,8 +3,6 @@ with the full ranking, as a folder is searchable before its embeddings exist).""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from engine.search import Engine
@@ -59,8 +57,9 @@ SESSIONS = '''class SessionStore:
 @pytest.fixture(scope="module")
 def eng(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     root = tmp_path_factory.mktemp("ws")
-    for rel, text in {"app/routing.py": ROUTER, "app/handlers.py": USES, "tests/test_routing.py": TESTS,
-                      "app/sessions.py": SESSIONS, "docs/routing.md": "# Routing\n\nAn APIRouter groups routes.\n"}.items():
+    files = {"app/routing.py": ROUTER, "app/handlers.py": USES, "tests/test_routing.py": TESTS,
+             "app/sessions.py": SESSIONS, "docs/routing.md": "# Routing\n\nAn APIRouter groups routes.\n"}
+    for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
     e = Engine(root, load_settings(root, {"models": {"enabled": False}}))

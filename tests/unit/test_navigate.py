@@ -105,7 +105,8 @@ def hit(path: str, score: float, line: int = 1) -> Hit:
 
 
 def test_diversify_gives_diminishing_returns_per_file() -> None:
-    hits = [hit("a.py", 1.0 - i * 0.01, i * 20) for i in range(10)] + [hit(f"b{i}.py", 0.6 - i * 0.01) for i in range(5)]
+    hits = [hit("a.py", 1.0 - i * 0.01, i * 20) for i in range(10)]
+    hits += [hit(f"b{i}.py", 0.6 - i * 0.01) for i in range(5)]
     top = navigate.diversify(hits, 10)
     assert len(top) == 10 and sum(h.path == "a.py" for h in top) < 10
     assert top[0].path == "a.py" and "diversity" in top[1].components or top[1].path != "a.py"
