@@ -1,6 +1,7 @@
 """Quality bench: every eval spec in lexical, semantic and hybrid modes, next to reference baselines from the same run.
 
     python bench/quality.py [--specs cosqa java-cs ...] [--bench ../shared/bench] [--model-path DIR] [--no-ref]
+                            [--set search.KEY=JSON]
 
 Baselines: bm25s with a plain tokenizer over whole files (bench/ref_lexical.py), and all-MiniLM-L6-v2 dense exact
 search through sentence-transformers over the same chunks sg indexes (raw chunk text). Prints a table and writes
@@ -60,6 +61,8 @@ def main() -> int:
     ap.add_argument("--modes", nargs="*", default=["lexical", "semantic", "hybrid"])
     ap.add_argument("--model-path")
     ap.add_argument("--no-ref", action="store_true", help="skip the reference baselines")
+    ap.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=JSON",
+                    help="a setting for every run, e.g. search.lexical_weight=0.3 (repeatable)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "quality.json"))
     args = ap.parse_args()
 
@@ -77,7 +80,11 @@ def main() -> int:
             r = ref_dense(path)
             rows.append({"spec": name, "system": "ref MiniLM dense (ST)", **r})
         for mode in args.modes:
-            overrides = {"models": {"model_path": args.model_path}} if args.model_path else {}
+            overrides: dict = {"models": {"model_path": args.model_path}} if args.model_path else {}
+            for item in args.set:
+                key, _, value = item.partition("=")
+                table, _, field = key.partition(".")
+                overrides.setdefault(table, {})[field] = json.loads(value)
             settings = load_settings(None, overrides)
             t0 = time.perf_counter()
             res = run_eval(path, mode=mode, settings=settings)

@@ -2,7 +2,7 @@
 ../shared/bench/repo-search, scored by NDCG@10 exactly as that benchmark scores itself (its run_benchmark.py).
 
     python bench/repo_search.py [--repos fastapi,chi] [--modes hybrid,semantic,lexical] [--no-models]
-                                [--semble .venv-semble/bin/python] [--keep] [--misses N] [--out FILE]
+                                [--semble .venv-semble/bin/python] [--keep] [--misses N] [--set search.KEY=JSON] [--out FILE]
 
 Per repository, a fresh Engine over a fresh index (cold; `--keep` reuses the index, for ranking work only):
 - the lexical pass (walk, chunk, BM25) and the time to the first result, which comes from the lexical tier;
@@ -153,6 +153,10 @@ def run_repo(repo: dict, root: Path, work: Path, args: argparse.Namespace) -> Re
     overrides: dict = {"index": {"index_dir": str(index_dir)}}
     if args.no_models:
         overrides["models"] = {"enabled": False}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        table, _, name = key.partition(".")
+        overrides.setdefault(table, {})[name] = json.loads(value)
     eng = Engine(root, load_settings(root, overrides, lenient=True))
     try:
         t0 = time.perf_counter()
@@ -261,6 +265,8 @@ def main() -> int:
     ap.add_argument("--first-result", action="store_true", help="also time a fresh `sg search` process per repo")
     ap.add_argument("--keep", action="store_true", help="reuse existing indexes (ranking work; times not cold)")
     ap.add_argument("--misses", type=int, default=0, help="print up to N imperfect queries per repository")
+    ap.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=JSON",
+                    help="a setting for every engine, e.g. search.lexical_weight=0.3 (repeatable)")
     ap.add_argument("--work", default=str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                                           / "sg" / "repo-search"))
     ap.add_argument("--out", default=str(HERE / "results" / "repo_search.json"))

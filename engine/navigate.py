@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -63,11 +64,42 @@ def content_tokens(tokens: list[str]) -> list[str]:
     return kept or tokens
 
 
+# A sentence that starts with what a piece of code does ("Return the names of all fixtures used by this node",
+# "parse a date string") asks for one function, like a docstring's first line does; a topic ("session
+# management", "how are routes registered") asks for the place in the code base: its file.
+BEHAVIOUR_VERBS = frozenset("""
+return get set add create make build compute calculate find check convert parse read write load save remove delete
+update handle call invoke run execute register generate format print raise validate determine apply open close
+start stop wrap emit send show display initialize reset resolve render store collect copy compare merge split join
+filter sort match yield fetch list count append insert replace extract encode decode serialize deserialize
+normalize escape strip wait schedule evaluate test assert ensure mark skip report configure install import export
+attach push pop detect prompt produce iterate enable disable truncate move restore cancel look turn change clean
+cleanup highlight point use accept allow attempt bind cache clear connect construct consume create declare define
+dispatch drop dump echo exit expand fill flush forward hash hide ignore include inject inspect issue keep kill
+lock log lookup map modify notify override pass patch pick post prepare process prune put queue receive record
+reduce refresh reject release reload rename repeat replace request require retry reverse save search select
+serve setup signal sleep sort spawn stream submit subscribe swap sync take tear teardown terminate throw toggle
+track transform translate trigger try unlock unregister unwrap upload verify visit walk warn watch perform obtain
+suspend resume
+""".split())
+# Docstring openings that are not verbs: "The value of ...", "Whether to ...", "Called when ...".
+_BEHAVIOUR_OPENERS = frozenset("the this a an whether called if given helper for".split())
+
+
+def _verb(word: str) -> bool:
+    if word in BEHAVIOUR_VERBS or word in _BEHAVIOUR_OPENERS:
+        return True
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):  # third person: returns, pushes, applies
+        if word.endswith(suffix) and word[:-len(suffix)] + repl in BEHAVIOUR_VERBS:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Intent:
     """What a search query asks for, read from its text."""
 
-    kind: str  # symbol | text
+    kind: str  # symbol | topic (a place in the code base: file-level steps apply) | behaviour (one function)
     names: tuple[str, ...] = ()  # symbol names the query asks to be defined (last component first)
     words: tuple[str, ...] = ()  # natural-language keywords (stop words dropped) for path matches
     tests: bool = False
@@ -87,10 +119,14 @@ def read_intent(text: str) -> Intent:
     names = []
     for m in _EMBEDDED.finditer(q):
         name = m.group(1) or m.group(2)
-        names.append(re.split(_SEP, name.rstrip("()"))[-1])
+        if name.endswith("()") or q[m.end():m.end() + 1] == "(":
+            continue  # a call in a sentence ("like addoption()", "where is parse() called") is a use, not the ask
+        names.append(re.split(_SEP, name)[-1])
     keywords = tuple(dict.fromkeys(w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", q.lower())
                                    if len(w) > 2 and w not in score.STOP_WORDS))
-    return Intent("text", tuple(dict.fromkeys(n for n in names if len(n) > 1)), keywords, tests, docs, examples)
+    # "this node", "this request": a sentence about a member in its context, as docstrings say it
+    kind = "behaviour" if words and (_verb(words[0]) or "this" in words) else "topic"
+    return Intent(kind, tuple(dict.fromkeys(n for n in names if len(n) > 1)), keywords, tests, docs, examples)
 
 
 # -- definitions --------------------------------------------------------------------------------------------------
@@ -209,6 +245,9 @@ def prior(path: str, row: Row, intent: Intent, p: Priors) -> tuple[float, str]:
     f, why = _path_prior(path, intent.tests, intent.docs, intent.examples, p)
     if not intent.tests and not why.startswith("test") and row.symbol and score.is_test_path(path, row.symbol):
         f, why = f * p.test, "+".join(x for x in ("test", why) if x)  # a test method in a test class
+    if row.kind == "module" and path.rsplit("/", 1)[-1] in _REEXPORT:
+        # a package's __init__ that only re-exports; one that defines things is a module like any other
+        f, why = f * p.reexport, "+".join(x for x in (why, "reexport") if x)
     if row.end_line == row.start_line:
         f, why = f * p.tiny, "+".join(x for x in (why, "tiny") if x)
     return f, why
@@ -233,8 +272,6 @@ def _path_prior(path: str, tests: bool, docs: bool, examples: bool, p: Priors) -
         f, why = f * p.generated, why + ["generated"]
     if _STUB.search(path):
         f, why = f * p.stub, why + ["stub"]
-    if name in _REEXPORT:
-        f, why = f * p.reexport, why + ["reexport"]
     return f, "+".join(why)
 
 
@@ -267,6 +304,9 @@ def rerank(scored: Scored, rows: Mapping[Hashable, Row], texts: Mapping[Hashable
         parts[name] = parts.get(name, 0.0) + amount
         out[key] = (t + amount, parts)
 
+    if intent.kind == "behaviour":
+        # one function is wanted: no file-level step, and a name in the sentence is context, not the answer
+        return _apply_priors(out, rows, intent, sizes.priors)
     # several matching chunks lift their file's best chunk (before the boosts below, as the fused scores say)
     file_sum: dict[str, float] = {}
     best: dict[str, Hashable] = {}
@@ -284,7 +324,7 @@ def rerank(scored: Scored, rows: Mapping[Hashable, Row], texts: Mapping[Hashable
         for key in out:
             row, text = rows[key], texts.get(key, "")
             hit = [n for n in intent.names if defines(row, text, n)]
-            if not hit and intent.kind == "text":
+            if not hit and intent.kind == "topic":
                 # "ConfigLoader load yaml": the members of a named class count as much as its head
                 owners = _SYMBOL_PARTS.split(row.symbol)[:-1] if row.symbol else []
                 hit = [n for n in intent.names if n in owners]
@@ -294,14 +334,22 @@ def rerank(scored: Scored, rows: Mapping[Hashable, Row], texts: Mapping[Hashable
                 typed = row.kind == "class" and any(n[:1].isupper() for n in hit)
                 add(key, "definition", unit * (sizes.definition_named_file if named else 1.0)
                     * (sizes.definition_type if typed else 1.0))
-    # query words in file names (natural language)
-    if intent.kind == "text" and intent.words:
+    # query words in file names (natural language). Only a file with several candidate chunks is a topic named
+    # by its path: a file of one unit is named after that unit, which the name boost already counts.
+    if intent.kind == "topic" and intent.words:
+        per_file = Counter(rows[key].path for key in out)
         for key in out:
+            if per_file[rows[key].path] < 2:
+                continue
             share = path_share(intent.words, rows[key].path)
             if share >= sizes.path_min_share:
                 add(key, "path", sizes.path * top * share)
+    return _apply_priors(out, rows, intent, sizes.priors)
+
+
+def _apply_priors(out: Scored, rows: Mapping[Hashable, Row], intent: Intent, priors: Priors) -> Scored:
     for key in out:
-        f, why = prior(rows[key].path, rows[key], intent, sizes.priors)
+        f, why = prior(rows[key].path, rows[key], intent, priors)
         if f < 1.0:
             t, parts = out[key]
             parts[f"prior:{why}"] = t * (f - 1.0)

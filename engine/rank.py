@@ -83,9 +83,13 @@ class Ranker:
                 if q.intent.names:
                     near += [c for c in by_name if c in rows and c not in near]
                 texts = {key: r.text for key, r in v.rows(near, text=True).items()}
-                scored = navigate.rerank(scored, rows, texts, q.intent)
+                s = self.settings
+                sizes = navigate.Sizes(definition=s.definition_boost, path=s.path_boost, file=s.file_boost,
+                                       saturation=s.diversity)
+                scored = navigate.rerank(scored, rows, texts, q.intent, sizes)
             hits = score.dedupe(assemble_hits(rows, scored))
-            top = navigate.diversify(hits, q.k) if q.intent is not None else hits[:q.k]
+            diverse = q.intent is not None and q.intent.kind != "behaviour"
+            top = navigate.diversify(hits, q.k, self.settings.diversity) if diverse else hits[:q.k]
             full = v.rows([h.chunk_id for h in top], text=True)  # the state the ranking saw
             for hit in top:
                 if hit.chunk_id in full:
@@ -107,7 +111,7 @@ class Ranker:
         cols = (1.0 - cjk, 2.0 * (1.0 - cjk), 1.0)
         lw = s.similar_lexical_weight if q.doc_query else \
             s.symbol_lexical_weight if q.intent is not None and q.intent.kind == "symbol" else s.lexical_weight
-        words = navigate.content_tokens(q.tokens) if q.intent is not None and q.intent.kind == "text" else q.tokens
+        words = navigate.content_tokens(q.tokens) if q.intent is not None and q.intent.kind != "symbol" else q.tokens
         lex_tokens = prune_common(words, v, s.max_token_share, budget=not q.doc_query) \
             if mode != "semantic" else words
         if mode in ("hybrid", "lexical"):
@@ -149,7 +153,7 @@ class Ranker:
         out: dict[Hashable, float] = {}
         for name in it.names:
             out.update(v.lexical(tokenize.tokenize_symbol(name), NAMED_CANDIDATES, (0.0, 1.0, 0.0)))
-        if it.kind == "text" and it.words:
+        if it.kind == "topic" and it.words:
             out.update(v.lexical(list(it.words), NAMED_CANDIDATES, (1.0, 0.0, 0.0)))
         return list(out)
 

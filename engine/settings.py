@@ -71,6 +71,10 @@ class SearchSettings:
     similar_lexical_weight: float = 0.5  # the same when the query is code ("find similar")
     symbol_lexical_weight: float = 0.5  # the same when the query is a bare symbol ("APIRouter", "Rack::Builder")
     navigate: bool = True  # definitions, paths, file coherence, priors and diversity (engine/navigate.py)
+    definition_boost: float = 3.0  # x the best fused score, for the chunk that defines a queried symbol
+    path_boost: float = 1.0  # x the best fused score x the share of query words in a file's name or folder
+    file_boost: float = 0.2  # x the best fused score, to a file's best chunk, by the file's share of the pool
+    diversity: float = 0.5  # a file's n-th further chunk in the top k counts x diversity^n (1: no diversity)
     name_boost: float = 0.05
     rrf_k: int = 60
     candidates: int = 100
@@ -113,6 +117,11 @@ class Settings:
             raise ConfigError(f"index.token_codec must be fp32, fp16, int8 or pq, not {self.index.token_codec!r}")
         if not 1 <= self.index.max_file_bytes <= 1 << 30:
             raise ConfigError("index.max_file_bytes must be between 1 and 1 GiB")
+        if not 0 < self.search.diversity <= 1:
+            raise ConfigError("search.diversity must be in (0, 1] (1: no diversity)")
+        for name in ("definition_boost", "path_boost", "file_boost"):
+            if not 0 <= getattr(self.search, name) <= 100:
+                raise ConfigError(f"search.{name} must be between 0 and 100")
         if not 0 < self.search.max_token_share <= 1:
             raise ConfigError("search.max_token_share must be in (0, 1]")
         if not 1 <= self.search.max_results <= 10_000:

@@ -29,10 +29,13 @@ class R:
     ("http.Client", "symbol", ("Client", "http.Client")),
     ("useState()", "symbol", ("useState",)),
     ("_private_helper", "symbol", ("_private_helper",)),
-    ("how are routes registered", "text", ()),
-    ("how does APIRouter include routers", "text", ("APIRouter",)),
-    ("where is parse_args called", "text", ("parse_args",)),
-    ("session", "text", ()),
+    ("how are routes registered", "topic", ()),
+    ("Return the names of all fixtures used by this node", "behaviour", ()),
+    ("parses a date string", "behaviour", ()),
+    ("how does APIRouter include routers", "topic", ("APIRouter",)),
+    ("where is parse_args called", "topic", ("parse_args",)),
+    ("where is parse_args() called", "topic", ()),
+    ("session", "topic", ()),
 ])
 def test_query_kinds(query: str, kind: str, names: tuple) -> None:
     it = navigate.read_intent(query)
@@ -78,11 +81,19 @@ def test_path_share_matches_prefixes_and_stems() -> None:
 @pytest.mark.parametrize("path, why", [
     ("tests/test_app.py", "test"), ("pkg/test_helpers.go", "test"), ("examples/basic/main.go", "example"),
     ("docs/routing.md", "docs"), ("README.md", "docs"), ("src/_compat.py", "compat"), ("api_pb2.py", "generated"),
-    ("types/index.d.ts", "stub"), ("pkg/__init__.py", "reexport"), ("commands/set.json", "data"),
+    ("types/index.d.ts", "stub"), ("pkg/__init__.py", "reexport-module"), ("commands/set.json", "data"),
 ])
 def test_priors_name_what_they_demote(path: str, why: str) -> None:
-    f, reason = navigate.prior(path, R(path), navigate.read_intent("how are routes registered"), navigate.Priors())
+    row = R(path, kind="module") if why == "reexport-module" else R(path)
+    why = why.split("-")[0]
+    f, reason = navigate.prior(path, row, navigate.read_intent("how are routes registered"), navigate.Priors())
     assert f < 1 and why in reason.split("+")
+
+
+def test_an_init_that_defines_things_is_a_module() -> None:
+    it = navigate.read_intent("how is the config parsed")
+    assert navigate.prior("config/__init__.py", R("config/__init__.py", "Config", "class"), it, navigate.Priors()) \
+        == (1.0, "")
 
 
 def test_priors_yield_to_the_query() -> None:
