@@ -86,13 +86,26 @@ suspend resume
 _BEHAVIOUR_OPENERS = frozenset("the this a an whether called if given helper for".split())
 
 
-def _verb(word: str) -> bool:
-    if word in BEHAVIOUR_VERBS or word in _BEHAVIOUR_OPENERS:
+# After a verb these make it one: "Return the names", "Check if", "Create a new" (while "request validation" or
+# "stream handling" is a topic: most code verbs are nouns too).
+_OBJECT_WORDS = frozenset("the a an all this its each every given new one any some it them if whether that to "
+                          "whose which what how".split())
+
+
+def _behaviour(written: list[str]) -> bool:
+    """Whether a sentence starts as a docstring does: a verb that is capitalised or takes an object ("Return the
+    names", "parse a date", "Writes ..."; not "request validation"), a third-person verb ("returns"), or an opener
+    such as "the", "whether", "called"."""
+    words = [w.lower() for w in written]
+    first = words[0]
+    if first in _BEHAVIOUR_OPENERS:
         return True
     for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):  # third person: returns, pushes, applies
-        if word.endswith(suffix) and word[:-len(suffix)] + repl in BEHAVIOUR_VERBS:
+        if first.endswith(suffix) and first[:-len(suffix)] + repl in BEHAVIOUR_VERBS:
             return True
-    return False
+    if first not in BEHAVIOUR_VERBS:
+        return False
+    return written[0][:1].isupper() or (len(words) > 1 and words[1] in _OBJECT_WORDS)
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,8 @@ def read_intent(text: str) -> Intent:
     keywords = tuple(dict.fromkeys(w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", q.lower())
                                    if len(w) > 2 and w not in score.STOP_WORDS))
     # "this node", "this request": a sentence about a member in its context, as docstrings say it
-    kind = "behaviour" if words and (_verb(words[0]) or "this" in words) else "topic"
+    written = q.split()  # as written: "ACursor" is one word here, not "a cursor"
+    kind = "behaviour" if written and (_behaviour(written) or "this" in written) else "topic"
     return Intent(kind, tuple(dict.fromkeys(n for n in names if len(n) > 1)), keywords, tests, docs, examples)
 
 
