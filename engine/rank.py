@@ -72,7 +72,10 @@ class Ranker:
             # A component with no candidates (e.g. a space with no vectors in this corpus) must not dilute others.
             components = {name: c for name, c in components.items() if c}
             self.tiers = sorted({"semantic" if name.startswith("sem:") else name for name in components})
-            if self.settings.fusion == "rrf":
+            # The lexical tier alone (models off or still loading) ranks by its ranks: raw BM25 spreads the pool so
+            # far that the navigation boosts, sized as shares of the best score, would barely move it.
+            alone = q.intent is not None and list(components) == ["lexical"]
+            if self.settings.fusion == "rrf" or alone:
                 fused = score.fuse_rrf(components, comp_weights, k=self.settings.rrf_k)
             else:
                 fused = score.fuse_linear(components, comp_weights)
