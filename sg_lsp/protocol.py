@@ -7,8 +7,12 @@ docs/protocol.md (camelCase names; a field marked `omit` is left out while it is
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 import types as pytypes
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
@@ -23,9 +27,9 @@ class Invalid(ValueError):
     """A params problem, already in words: "'limit' must be an integer"."""
 
 
-def omit(default: Any = None) -> Any:
-    """A result field left out of the JSON while it holds `default` (None: absent rather than null)."""
-    return attrs.field(default=default, metadata={"omit": True})
+def field(doc: str, default: Any = attrs.NOTHING, *, omit: bool = False) -> Any:
+    """A field with its line in docs/protocol.md; `omit`: left out of a result while it holds `default`."""
+    return attrs.field(default=default, metadata={"doc": doc, "omit": omit})
 
 
 def camel(name: str) -> str:
@@ -36,36 +40,36 @@ def camel(name: str) -> str:
 # -- params --------------------------------------------------------------------------------------------------------
 @attrs.frozen
 class TextDocumentIdentifier:
-    uri: str
+    uri: str = field("a `file://` URI")
 
 
 @attrs.frozen
 class Position:
-    """0-based line; `character` in the negotiated position encoding (left out: the line only)."""
-
-    line: int
-    character: int | None = None
+    line: int = field("0-based")
+    character: int | None = field("0-based, in the negotiated position encoding; left out in params: the line only",
+                                  None)
 
 
 @attrs.frozen
 class SearchParams:
-    query: str
-    limit: int | None = None  # None: 10, or the folders' smallest search.max_results when that is smaller
-    paths: list[str] | None = None  # globs relative to each folder, or absolute paths / file:// URIs inside one
-    mode: Mode | None = None  # None: the folder's search.mode
-    explain: bool = False
+    query: str = field("at most `search.max_query_chars` characters")
+    limit: int | None = field("1..`search.max_results`; left out: 10, or `search.max_results` when smaller", None)
+    paths: list[str] | None = field("glob patterns relative to each workspace folder (`src/**/*.py`, `tests`), or "
+                                    "absolute paths / `file://` URIs inside a folder; anything containing `..` or "
+                                    "outside every folder is rejected", None)
+    mode: Mode | None = field("left out: the folder's `search.mode`", None)
+    explain: bool = field("each hit gets `explanation`, the result gets `route`", False)
 
 
 @attrs.frozen
 class SimilarParams:
-    """{textDocument: {uri}, position} (the LSP form) or {uri, line, character?}, plus limit."""
-
-    text_document: TextDocumentIdentifier | None = None
-    position: Position | None = None
-    uri: str | None = None
-    line: int | None = None
-    character: int | None = None
-    limit: int | None = None
+    text_document: TextDocumentIdentifier | None = field("the LSP form: with `position`", None)
+    position: Position | None = field("the LSP form: with `textDocument`", None)
+    uri: str | None = field("the short form: with `line` (and `character`)", None)
+    line: int | None = field("the short form: 0-based", None)
+    character: int | None = field("the short form: in the negotiated position encoding; left out: the line only",
+                                  None)
+    limit: int | None = field("as in `sg/search`", None)
 
     def __attrs_post_init__(self) -> None:
         uri, line, character = self.target
@@ -89,11 +93,14 @@ class SimilarParams:
 
 @attrs.frozen
 class TuneParams:
-    folder: str | None = None  # a workspace folder's uri; None: the first folder
-    config_path: str | None = None
-    out_dir: str | None = None
-    dry_run: bool = False  # mine pairs only
-    apply: bool | None = None  # None: switch when the held-out MRR@10 did not drop
+    folder: str | None = field("a workspace folder's URI; left out: the first folder", None)
+    config_path: str | None = field("a tuning config (YAML); left out: configs/train_local_default.yaml's values",
+                                    None)
+    out_dir: str | None = field("where the tuned model goes; left out: a new version directory under the "
+                                 "config's `output.root` (default `~/.cache/sg/models/local`)", None)
+    dry_run: bool = field("mine training pairs only", False)
+    apply: bool | None = field("switch the folder to the tuned model: true always, false never; left out: when "
+                               "its held-out MRR@10 did not drop", None)
 
 
 @attrs.frozen
@@ -113,92 +120,90 @@ PARAMS: dict[str, type] = {"sg/search": SearchParams, "sg/similar": SimilarParam
 # -- results -------------------------------------------------------------------------------------------------------
 @attrs.frozen
 class Range:
-    start: Position
-    end: Position
+    start: Position = field("")
+    end: Position = field("")
 
 
 @attrs.frozen
 class Location:
-    uri: str
-    range: Range
+    uri: str = field("")
+    range: Range = field("")
 
 
 @attrs.frozen
 class SearchHit:
-    uri: str
-    path: str  # workspace-relative, POSIX
-    range: Range
-    symbol: str
-    kind: str
-    language: str
-    score: float
-    snippet: str
-    space: str  # the embedding space that contributed most ("" when only lexical matched)
-    explanation: dict[str, float] | None = omit()  # score components, with explain: true
+    uri: str = field("the file, spelled as the client spelled its workspace folder")
+    path: str = field("workspace-relative, POSIX")
+    range: Range = field("in the negotiated position encoding")
+    symbol: str = field("`Class.method`, a heading, or `\"\"`")
+    kind: str = field("function, method, class, section, window, page, module, ...")
+    language: str = field("")
+    score: float = field("")
+    snippet: str = field("")
+    space: str = field("the embedding space that contributed most (`\"\"` when only lexical matched)")
+    explanation: dict[str, float] | None = field("with `explain`: the score's components", None, omit=True)
 
 
 @attrs.frozen
 class SearchResult:
-    """sg/search's and sg/similar's result."""
-
-    results: list[SearchHit]
-    model: str  # the models' names, or "lexical" when none was used
-    models: dict[str, str]  # route -> model
-    mode: str  # the mode actually used (lexical while models load)
-    notes: list[str]  # why results may be partial
-    elapsed_ms: float
-    route: dict[str, float] | None = omit()  # the query's weight on each route, with explain: true
+    results: list[SearchHit] = field("best first")
+    model: str = field("the models used, or `\"lexical\"` when none was")
+    models: dict[str, str] = field("route -> model")
+    mode: str = field("the mode used (lexical while the models load)")
+    notes: list[str] = field("why results may be degraded (still indexing, models loading or unavailable)")
+    elapsed_ms: float = field("time spent in the server")
+    route: dict[str, float] | None = field("with `explain`: the query's weight on each route (`engine/route.py`)",
+                                           None, omit=True)
 
 
 @attrs.frozen
 class JobStatus:
-    id: str
-    kind: str
-    folder: str
-    state: str  # running | done | failed | cancelled
-    message: str
-    started: float
-    finished: float | None
-    result: dict[str, Any] | None = omit()  # the tuning report plus `applied`
-    error: str = omit("")
+    id: str = field("`tune-1`, ...")
+    kind: str = field("`tune`")
+    folder: str = field("the folder's URI")
+    state: str = field("running | done | failed | cancelled")
+    message: str = field("the latest progress")
+    started: float = field("Unix time")
+    finished: float | None = field("Unix time; null while running")
+    result: dict[str, Any] | None = field("when done: the tuning report plus `applied`", None, omit=True)
+    error: str = field("when failed", "", omit=True)
 
 
 @attrs.frozen
 class FolderStatus:
-    uri: str
-    name: str
-    state: str  # opening | indexing | ready | error
-    error: str
-    models_loaded: bool
-    complete: bool
-    last_index: dict[str, Any]
-    # from the open engine (left out until the folder's index is open)
-    files: int | None = omit()
-    chunks: int | None = omit()
-    skipped: int | None = omit()
-    vectors: dict[str, int] | None = omit()
-    models: dict[str, str] | None = omit()
-    index: str | None = omit()
-    model_state: str | None = omit()  # disabled | not loaded | loading | ready | failed
-    model_error: str | None = omit()  # when failed
+    uri: str = field("")
+    name: str = field("")
+    state: str = field("opening | indexing | ready | error")
+    error: str = field("why, when `state` is error")
+    models_loaded: bool = field("")
+    complete: bool = field("the last index ran to the end")
+    last_index: dict[str, Any] = field("the last index run's report")
+    files: int | None = field("this and the rest: once the folder's index is open", None, omit=True)
+    chunks: int | None = field("", None, omit=True)
+    skipped: int | None = field("", None, omit=True)
+    vectors: dict[str, int] | None = field("model -> vectors held", None, omit=True)
+    models: dict[str, str] | None = field("route -> model", None, omit=True)
+    index: str | None = field("the index's path", None, omit=True)
+    model_state: str | None = field("disabled | not loaded | loading | ready | failed", None, omit=True)
+    model_error: str | None = field("when `modelState` is failed", None, omit=True)
 
 
 @attrs.frozen
 class StatusResult:
-    state: str  # indexing | ready
-    files: int
-    chunks: int
-    skipped: int
-    models: dict[str, str]
-    jobs: list[JobStatus]
-    folders: list[FolderStatus]
-    position_encoding: str
-    version: str
+    state: str = field("indexing | ready (every folder complete and warm)")
+    files: int = field("over all folders")
+    chunks: int = field("over all folders")
+    skipped: int = field("over all folders")
+    models: dict[str, str] = field("route -> model")
+    jobs: list[JobStatus] = field("background jobs (tuning)")
+    folders: list[FolderStatus] = field("")
+    position_encoding: str = field("utf-16, utf-8 or utf-32")
+    version: str = field("the server's")
 
 
 @attrs.frozen
 class TuneResult:
-    job_id: str
+    job_id: str = field("follow it in `sg/status` `jobs`")
 
 
 _CLASSES = (TextDocumentIdentifier, Position, SearchParams, SimilarParams, TuneParams, StatusParams, ReindexParams,
@@ -363,3 +368,50 @@ def structure(conv: cattrs.Converter, raw: Any, cls: type, method: str) -> Any:
         return conv.structure(raw, cls)
     except (cattrs.BaseValidationError, ForbiddenExtraKeysError, Invalid) as exc:
         raise Invalid(f"invalid params for {method}: " + "; ".join(problems(exc, cls)[:5])) from None
+
+
+# -- docs/protocol.md ----------------------------------------------------------------------------------------------
+def type_name(tp: Any) -> str:
+    """A field's type as protocol.ts would spell it."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, pytypes.UnionType):
+        inner = [type_name(a) for a in args if a is not type(None)]
+        return " | ".join(inner)
+    if origin is Literal:
+        return " | ".join(json.dumps(a) for a in args)
+    if origin is list:
+        return f"{type_name(args[0])}[]"
+    if origin is dict:
+        return "object" if args[1] is Any else f"{{[key]: {type_name(args[1])}}}"
+    if attrs.has(tp):
+        return tp.__name__
+    return {int: "int", bool: "bool", float: "number", str: "string"}.get(tp, "any")
+
+
+def doc_table(cls: type) -> str:
+    """The markdown table of a class's fields: wire name (`?` when it may be left out), type, meaning."""
+    attrs.resolve_types(cls)
+    rows = ["| field | type | meaning |", "|---|---|---|"]
+    for a in attrs.fields(cls):
+        optional = a.default is not attrs.NOTHING
+        nullable = type(None) in get_args(a.type) and not optional
+        doc = a.metadata.get("doc", "")
+        if optional and a.default not in (None, "") and not a.metadata.get("omit"):
+            doc = f"{doc} (default `{json.dumps(a.default)}`)".lstrip()
+        kind = type_name(a.type) + (" | null" if nullable else "")
+        cells = [f"`{camel(a.name)}{'?' if optional else ''}`", f"`{kind}`", doc]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows)
+
+
+_TABLE = re.compile(r"(<!-- table: (\w+) -->\n)(?:(?:(?!<!--).)*?\n)?(<!-- /table -->)", re.S)
+
+
+def update_doc(text: str) -> str:
+    """docs/protocol.md with every `<!-- table: Class -->` block regenerated from its class."""
+    return _TABLE.sub(lambda m: m.group(1) + doc_table(globals()[m.group(2)]) + "\n" + m.group(3), text)
+
+
+if __name__ == "__main__":  # python -m sg_lsp.protocol docs/protocol.md: regenerate the tables in place
+    doc = Path(sys.argv[1])
+    doc.write_text(update_doc(doc.read_text(encoding="utf-8")), encoding="utf-8")

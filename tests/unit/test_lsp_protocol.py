@@ -4,6 +4,7 @@ docs/protocol.md (camelCase, optional fields left out rather than null)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
@@ -98,3 +99,9 @@ def test_results_unstructure_to_the_documented_json() -> None:
 
 def test_modes_match_the_engine() -> None:
     assert set(get_args(protocol.Mode)) == set(MODES)
+
+
+def test_docs_tables_follow_the_classes() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert doc.count("<!-- table: ") == 8
+    assert protocol.update_doc(doc) == doc, "regenerate them: python -m sg_lsp.protocol docs/protocol.md"
