@@ -72,7 +72,7 @@ class SimilarParams:
     limit: int | None = field("as in `sg/search`", None)
 
     def __attrs_post_init__(self) -> None:
-        uri, line, character = self.target
+        uri, line, character = self._sent()
         if uri is None or line is None:
             if self.text_document is not None:
                 raise Invalid("'position' must be {line, character}")
@@ -82,13 +82,18 @@ class SimilarParams:
         if character is not None and character < 0:
             raise Invalid("'character' must be >= 0")
 
-    @property
-    def target(self) -> tuple[Any, Any, int | None]:
-        """(uri, 0-based line, character or None), from whichever form was sent."""
+    def _sent(self) -> tuple[str | None, int | None, int | None]:
         if self.text_document is not None:
             pos = self.position
             return self.text_document.uri, None if pos is None else pos.line, None if pos is None else pos.character
         return self.uri, self.line, self.character
+
+    @property
+    def target(self) -> tuple[str, int, int | None]:
+        """(uri, 0-based line, character or None), from whichever form was sent (both checked at structuring)."""
+        uri, line, character = self._sent()
+        assert uri is not None and line is not None
+        return uri, line, character
 
 
 @attrs.frozen
