@@ -16,6 +16,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from engine import MultiResult, Target, search_many
+from engine import SearchResult as EngineResult
 
 from ..jsonrpc import REQUEST_FAILED, check_cancel
 from ..lines import LineReader
@@ -119,7 +120,7 @@ def wire_hits(session: Session, pairs: list[tuple[Folder, Any]], explain: bool) 
             for folder, hit in pairs]
 
 
-def wire_result(session: Session, pairs: list[tuple[Folder, Any]], res: MultiResult | Any, explain: bool,
+def wire_result(session: Session, pairs: list[tuple[Folder, Any]], res: MultiResult | EngineResult, explain: bool,
                 t0: float) -> SearchResult:
     """sg/search's and sg/similar's result; with explain, the query's route weights too."""
     return SearchResult(results=wire_hits(session, pairs, explain), model=_model_label(res.models),
@@ -128,7 +129,8 @@ def wire_result(session: Session, pairs: list[tuple[Folder, Any]], res: MultiRes
                         route={r: round(float(w), 6) for r, w in res.route.items()} if explain else None)
 
 
-def similar_at(session: Session, target: SimilarParams, k: int, cancel: threading.Event) -> tuple[Folder, Any]:
+def similar_at(session: Session, target: SimilarParams, k: int,
+               cancel: threading.Event) -> tuple[Folder, EngineResult]:
     """Engine.similar for the chunk enclosing the position (`character` in client units; None: the line only)."""
     uri, line0, character = target.target
     folder, rel = session.require_folder(uri)
