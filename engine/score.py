@@ -11,7 +11,6 @@ from pathlib import PurePosixPath
 from typing import Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
-import snowballstemmer
 
 from .tokenize import tokenize_path, tokenize_symbol
 
@@ -212,7 +211,13 @@ def _split_cached(text: str) -> tuple[str, ...]:
     return tuple(w.lower() for part in re.split(r"[\W_]+", text) if part for w in _camel_words(part))
 
 
-_STEMMER = snowballstemmer.stemmer("english")
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    """Snowball's English stemmer, imported on first use (the package imports all its languages: ~20 ms that
+    index, status and models never need)."""
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
 
 
 def _terms_match(a: str, b: str) -> bool:
@@ -233,7 +238,7 @@ def _stems(words: Iterable[str]) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
-    return _STEMMER.stemWord(word)  # ~10 us; names reuse few words, so nearly every call is a cache hit
+    return _stemmer().stemWord(word)  # ~10 us; names reuse few words, so nearly every call is a cache hit
 
 
 _EXTENSIONS = frozenset("""
