@@ -11,8 +11,8 @@ import hashlib
 import importlib.util
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def ready(recipe: Recipe, precision: str, base_ident: str) -> bool:
 
 
 def embedder(recipe: Recipe, precision: str, base: TransformerEmbedder, *, threads: int, batch_size: int,
-             log: Callable[[str], None] | None = None) -> "OrtEmbedder":
+             log: Callable[[str], None] | None = None) -> OrtEmbedder:
     return OrtEmbedder(recipe, precision, base.ident, threads=threads, batch_size=batch_size, log=log)
 
 
