@@ -204,9 +204,10 @@ def test_index_built_by_each_runtime_agrees(st, cache, tmp_path):
         eng = Engine(corpus, settings)
         eng.index()
         (space,) = eng.spaces.values()
-        ids = space.ann.live_ids()
+        ann = eng.backend.ann(space.name)
+        ids = ann.live_ids()
         hits = eng.search("read lines from a file", k=5, mode="semantic").hits
-        found[runtime] = (space.embedder.ident, ids, space.ann.vectors(ids), [(h.path, h.score) for h in hits])
+        found[runtime] = (space.embedder.ident, ids, ann.vectors(ids), [(h.path, h.score) for h in hits])
         eng.close()
     (ti, tids, tvec, thits), (oi, oids, ovec, ohits) = found["torch"], found["onnx"]
     assert ti == oi and tids.tolist() == oids.tolist() and len(tids) >= 5

@@ -11,7 +11,7 @@ file, fsynced and os.replace()d; whichever order a crash interrupts, the digest 
 `load` returns None, so the caller rebuilds from the store.
 
 Where hnswlib is not installed (it ships only as a source archive and needs a compiler), the same class runs
-on exact numpy search (engine/exact_index.py); `BACKEND` and `AnnIndex.backend` say which one runs, and an
+on exact numpy search (exact_index.py); `BACKEND` and `AnnIndex.backend` say which one runs, and an
 index saved by one backend is never loaded by the other.
 """
 
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
 from pathlib import Path
-
-import logging
 
 import numpy as np
 
@@ -41,7 +40,7 @@ _HASH_CHUNK = 1 << 20
 
 if hnswlib is not None:
     BACKEND = "hnswlib"
-    from .dist import dist_version
+    from ...dist import dist_version
 
     _HNSWLIB_VERSION = dist_version("hnswlib")
     _Index = hnswlib.Index
@@ -137,7 +136,7 @@ class AnnIndex:
 
     @classmethod
     def build(cls, dim: int, ids: np.ndarray, vecs: np.ndarray, m: int = 16, ef_construction: int = 200,
-              ef_search: int = 128, *, threads: int = -1, seed: int = 100) -> "AnnIndex":
+              ef_search: int = 128, *, threads: int = -1, seed: int = 100) -> AnnIndex:
         """A fresh index over `ids`/`vecs` (rows (n, dim); a repeated id keeps its last row).
 
         `threads=-1` uses every core (hnswlib's default); a build with threads=1 is deterministic for a seed.
@@ -307,7 +306,8 @@ class AnnIndex:
         with self._lock:
             ids = [i for i in _as_ids(ids).tolist() if i not in self._deleted]
             try:
-                return np.asarray(ids, np.int64), self.vectors(ids)
+                live = np.asarray(ids, np.int64)
+                return live, self.vectors(live)
             except KeyError:
                 pass
             found, vecs = [], []
@@ -321,7 +321,7 @@ class AnnIndex:
             return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32)
         return np.asarray(found, np.int64), np.asarray(vecs, np.float32)
 
-    def compact(self) -> "AnnIndex":
+    def compact(self) -> AnnIndex:
         """A rebuilt index of the live vectors (same parameters), without the deleted slots."""
         with self._lock:
             ids = self.live_ids()
@@ -366,7 +366,7 @@ class AnnIndex:
         _atomic_write_text(sidecar_path(path), json.dumps(meta, separators=(",", ":")))
 
     @classmethod
-    def load(cls, path: Path, expected_generation: int, dim: int) -> "AnnIndex | None":
+    def load(cls, path: Path, expected_generation: int, dim: int) -> AnnIndex | None:
         """The saved index, or None if it is missing, damaged, stale (generation) or of another dimension."""
         path = Path(path)
         try:
