@@ -1,4 +1,5 @@
-"""Candidate search without hnswlib: exact numpy search (engine/exact_index.py) against hnswlib, same run.
+"""Candidate search without hnswlib: exact numpy search (engine/backends/local/exact_index.py) against hnswlib,
+same run.
 
     nice -n 10 .venv/bin/python bench/ann_exact.py [--sizes 6000 100000] [--k 100] [--queries 200]
 
@@ -19,10 +20,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import ann  # noqa: E402
-from engine.ann import AnnIndex  # noqa: E402
+from engine.backends.local import ann  # noqa: E402
+from engine.backends.local.ann import AnnIndex  # noqa: E402
+from engine.backends.local.exact_index import ExactIndex  # noqa: E402
 from engine.embed.precision import cpu_flags  # noqa: E402
-from engine.exact_index import ExactIndex  # noqa: E402
 
 
 def pct(xs: list[float], p: float) -> float:

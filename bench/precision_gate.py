@@ -2,6 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/precision_gate.py [--paths onnx-fp32 onnx-int8-dyn ...] [--specs cosqa ...]
     .venv/bin/python bench/precision_gate.py --record [--speed bench/results/onnx_throughput.json]
+        [--repo-search PATH=REFERENCE.json,CANDIDATE.json]
 
 Each path of the offline default (MiniLM + sg's adapter) indexes each dev corpus into its own directory and is
 scored with engine.eval.run_eval (hybrid and semantic). A path "A+B" embeds documents with A and queries with B
@@ -9,7 +10,9 @@ scored with engine.eval.run_eval (hybrid and semantic). A path "A+B" embeds docu
 CPU with native bf16). A path passes when it loses at most 0.005 MRR@10 against
 fp32 on every set (hybrid and semantic). Results accumulate in bench/results/precision_gate.json, one path at a
 time, so a long run can be resumed; `--record` writes engine/embed/precision_gate.json, which "auto" reads, with
-the tokens/s that bench/onnx_throughput.py measured per CPU class.
+the tokens/s that bench/onnx_throughput.py measured per CPU class. `--repo-search` adds, for one path, NDCG@10 on
+repositories of ../shared/bench/repo-search from two runs of bench/repo_search.py (the reference path and the
+candidate, each its own fresh index; JSON outputs), recorded beside the gate (informative: the dev sets decide).
 """
 
 from __future__ import annotations
@@ -94,7 +97,28 @@ def verdicts(results: dict) -> dict:
     return out
 
 
-def record(speed_file: Path) -> None:
+def repo_search_rows(spec: str) -> tuple[str, dict]:
+    """PATH=REF.json,CAND.json -> (path, {repo|mode: loss, ...}) from two bench/repo_search.py runs."""
+    path, _, files = spec.partition("=")
+    ref, cand = (json.loads(Path(f).read_text()) for f in files.split(","))
+    ref_by = {r["name"]: r["ndcg"] for r in ref["repos"]}
+    rows: dict = {"reference": "onnx-fp32", "command": cand["summary"].get("command", ""),
+                  "cpu_flags": cand["summary"].get("cpu_flags", ""), "ndcg10": {}, "loss": {}}
+    for r in cand["repos"]:
+        for mode, v in r["ndcg"].items():
+            if r["name"] in ref_by and mode in ref_by[r["name"]]:
+                key = f"{r['name']}|{mode}"
+                rows["ndcg10"][key] = [round(ref_by[r["name"]][mode], 4), round(v, 4)]
+                rows["loss"][key] = round(ref_by[r["name"]][mode] - v, 4)
+    for mode in ("hybrid", "semantic"):
+        if mode in ref["summary"] and mode in cand["summary"]:
+            rows["ndcg10"][f"mean|{mode}"] = [round(ref["summary"][mode]["ndcg10"], 4),
+                                              round(cand["summary"][mode]["ndcg10"], 4)]
+    rows["max_loss"] = max(rows["loss"].values()) if rows["loss"] else None
+    return path, rows
+
+
+def record(speed_file: Path, repo_search: list[str] | None = None) -> None:
     results: dict = {}
     for part in sorted(RESULTS.parent.glob("precision_gate*.json")):  # several runs may have shared the paths
         for path, row in json.loads(part.read_text()).items():
@@ -107,6 +131,9 @@ def record(speed_file: Path) -> None:
     entry["dev_sets"] = DEV
     entry["measured_on"] = results.get("_cpu_flags")
     entry["paths"] = verdicts({k: v for k, v in results.items() if not k.startswith("_")})
+    for spec in repo_search or []:
+        path, rows = repo_search_rows(spec)
+        entry.setdefault("repo_search", {})[path] = rows
     speeds = entry.setdefault("speed", {})
     if speed:
         cls = cpu_class(tuple(speed["cpu_flags"]))
@@ -132,9 +159,11 @@ def main() -> int:
     ap.add_argument("--record", action="store_true")
     ap.add_argument("--results", default=str(RESULTS), help="where results accumulate (merge several with --record)")
     ap.add_argument("--speed", default=str(ROOT / "bench" / "results" / "onnx_throughput.json"))
+    ap.add_argument("--repo-search", nargs="*", default=[], metavar="PATH=REF.json,CAND.json",
+                    help="with --record: NDCG@10 of a path against the reference on repo-search repositories")
     args = ap.parse_args()
     if args.record:
-        record(Path(args.speed))
+        record(Path(args.speed), args.repo_search)
         return 0
     out_file = Path(args.results)
     results = json.loads(out_file.read_text()) if out_file.is_file() else {}

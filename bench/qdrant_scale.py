@@ -77,7 +77,7 @@ def pct(values: list[float]) -> dict:
 
 
 def run_hnswlib(args) -> dict:
-    from engine.ann import AnnIndex
+    from engine.backends.local.ann import AnnIndex
 
     vecs = synthetic(args.n, args.dim)
     qs = queries(vecs, args.queries)
@@ -98,7 +98,7 @@ def run_hnswlib(args) -> dict:
 
 
 def run_edge(args) -> dict:
-    from engine.backends.qdrant import (
+    from engine.backends.qdrant.index import (
         ChunkPoint,
         QdrantIndex,
         SpaceSpec,
@@ -169,9 +169,9 @@ def _ids(ix, pids):
 
 def run_store(args) -> dict:
     """A real store: push it (the sg code path) and query both backends with the store's own vectors."""
-    from engine.ann import AnnIndex
-    from engine.backends.qdrant import QdrantIndex, SpaceSpec
-    from engine.backends.qdrant_sync import PushSpace, push
+    from engine.backends.local.ann import AnnIndex
+    from engine.backends.qdrant.index import QdrantIndex, SpaceSpec
+    from engine.backends.qdrant.sync import PushSpace, push
     from engine.codec import get_codec
     from engine.store import Store
 

@@ -22,9 +22,10 @@ _EXPORTS = {
     "Engine": "engine.search",
     "IndexReport": "engine.indexer",
     "SearchResult": "engine.search",
-    "Backend": "engine.backend",
-    "View": "engine.backend",
-    "LocalBackend": "engine.local",
+    "Backend": "engine.backends.base",
+    "View": "engine.backends.base",
+    "BACKENDS": "engine.backends",  # the index backends by name (index.backend, --backend)
+    "LocalBackend": "engine.backends.local",
     "render_for_embedding": "engine.embed.render",
     "Settings": "engine.settings",
     "load_settings": "engine.settings",

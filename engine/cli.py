@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine import Settings, SgError, load_settings
+from engine import BACKENDS, Settings, SgError, load_settings
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -378,7 +378,7 @@ def _common(p: argparse.ArgumentParser, models: bool = True) -> None:
         p.add_argument("--trust-remote-code", action="store_true",
                        help="allow models that run their own code (Jina); only for models you trust")
         p.add_argument("--no-models", action="store_true", help="lexical search only")
-    p.add_argument("--backend", choices=("local", "qdrant"), help="index backend (default: index.backend, local)")
+    p.add_argument("--backend", choices=tuple(BACKENDS), help="index backend (default: index.backend, local)")
     p.add_argument("--qdrant-url", metavar="URL|DIR", help="Qdrant server/cluster URL, or a directory for the "
                    "embedded engine (with --backend qdrant)")
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+from functools import cache
 from pathlib import Path
 
 
+@cache  # a process does not change its installed packages; cache keys ask several times
 def dist_version(dist: str) -> str:
     """An installed distribution's version from its dist-info directory name, without importlib.metadata
     (which imports the email package: ~0.1 s of a cold start); "none" when it is not installed."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import chunk as chunking
 from . import discover, route, score, tokenize
-from .backend import Backend
+from .backends.base import Backend
 from .codec import PQCodec
 from .embed.render import render_for_embedding
 from .errors import BadQuery, ModelError

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from . import score
-from .backend import Row
+from .backends.base import Row
 
 Scored = dict[Hashable, tuple[float, dict[str, float]]]
 

@@ -1,4 +1,4 @@
-"""The ranker: from a query's route weights and the candidates a backend (engine.backend) answers, fused and
+"""The ranker: from a query's route weights and the candidates a backend (engine.backends.base) answers, fused and
 boosted hits. Four steps, each its own function: weight allocation, candidate gathering (with the fill-in that
 gives every candidate every component's score), boosts (name, test demotion) and hit assembly."""
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import navigate, score, tokenize
-from .backend import Backend, Row, View
+from .backends.base import Backend, Row, View
 from .errors import ModelError
 from .records import Hit
 from .settings import SearchSettings

@@ -12,7 +12,6 @@ from pathlib import PurePosixPath
 from typing import Protocol, TypeVar
 
 import numpy as np
-import snowballstemmer
 
 from .tokenize import tokenize_path, tokenize_symbol
 
@@ -108,7 +107,10 @@ def minmax(scores: Mapping[Hashable, float]) -> dict[Hashable, float]:
     return {doc: (s - lo) / span for doc, s in clean.items()}
 
 
-def _check_weights(components: Mapping[str, Mapping[Hashable, float]], weights: Mapping[str, float]) -> dict[str, float]:
+Components = Mapping[str, Mapping[Hashable, float]]  # component name -> key -> score
+
+
+def _check_weights(components: Components, weights: Mapping[str, float]) -> dict[str, float]:
     """Weights of the components, validated and scaled to sum to 1 (all 0 if every weight is 0)."""
     out = {}
     for name in components:
@@ -134,7 +136,7 @@ def _assemble(contributions: dict[Hashable, dict[str, float]], names: Iterable[s
     return fused
 
 
-def fuse_linear(components: Mapping[str, Mapping[Hashable, float]], weights: Mapping[str, float]) -> dict[Hashable, Fused]:
+def fuse_linear(components: Components, weights: Mapping[str, float]) -> dict[Hashable, Fused]:
     """Weighted sum of min-max normalised components, divided by the sum of weights: scores in [0, 1].
 
     A document missing from a component gets 0 for it. A component without a weight has weight 0 (weights
@@ -160,7 +162,7 @@ def ranks(scores: Mapping[Hashable, float]) -> dict[Hashable, int]:
     return {doc: int(g) + 1 for doc, g in zip(clean, greater.tolist())}
 
 
-def fuse_rrf(components: Mapping[str, Mapping[Hashable, float]], weights: Mapping[str, float],
+def fuse_rrf(components: Components, weights: Mapping[str, float],
              k: int = 60) -> dict[Hashable, Fused]:
     """Weighted reciprocal-rank fusion: sum of w / (k + rank), scaled so that ranking first in every
     weighted component gives 1.0. Missing documents contribute 0; ties share a rank. Same contract as
@@ -213,7 +215,13 @@ def _split_cached(text: str) -> tuple[str, ...]:
     return tuple(w.lower() for part in re.split(r"[\W_]+", text) if part for w in _camel_words(part))
 
 
-_STEMMER = snowballstemmer.stemmer("english")
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    """Snowball's English stemmer, imported on first use (the package imports all its languages: ~20 ms that
+    index, status and models never need)."""
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
 
 
 def _terms_match(a: str, b: str) -> bool:
@@ -234,7 +242,7 @@ def _stems(words: Iterable[str]) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
-    return _STEMMER.stemWord(word)  # ~10 us; names reuse few words, so nearly every call is a cache hit
+    return _stemmer().stemWord(word)  # ~10 us; names reuse few words, so nearly every call is a cache hit
 
 
 _EXTENSIONS = frozenset("""

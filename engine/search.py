@@ -1,7 +1,7 @@
 """The one public entry point: Engine indexes a workspace and answers search/similar queries with explained scores.
 
-Engine is the facade: the indexer (engine/indexer.py) writes the store, a backend (engine/backend.py; the embedded
-default is engine/local.py) answers candidates, and the ranker (engine/rank.py) fuses and boosts them."""
+Engine is the facade: the indexer (engine/indexer.py) writes the store, a backend (engine/backends/; the embedded
+default is engine/backends/local/) answers candidates, and the ranker (engine/rank.py) fuses and boosts them."""
 
 from __future__ import annotations
 

@@ -132,10 +132,9 @@ class Settings:
             raise ConfigError("index.max_chunks_per_file must be between 1 and 100000")
         if self.index.window_overlap >= self.index.window_lines:
             raise ConfigError("index.window_overlap must be smaller than index.window_lines")
-        if self.index.backend not in ("local", "qdrant"):
-            raise ConfigError(f"index.backend must be local or qdrant, not {self.index.backend!r}")
-        if self.index.backend == "qdrant" and not self.qdrant.url:
-            raise ConfigError("index.backend = \"qdrant\" needs qdrant.url (an http(s):// URL or a directory)")
+        from .backends import check_backend  # the BACKENDS table (data: no backend is imported)
+
+        check_backend(self)
         return self
 
 

@@ -1,5 +1,5 @@
 """SQLite store (WAL): files, chunks, FTS5 lexical index, skips, per-space vectors. The single source of truth.
-BM25 over its FTS index is engine.lexical's job."""
+BM25 over its FTS index is the backends' job (engine/backends/)."""
 
 from __future__ import annotations
 

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         pass
     finally:
-        server.stop()
+        server.session.stop()
         logging.shutdown()
     # Exit at once: a pygls reader thread may still sit in stdin.readline(), and joining it would hang.
     sys.stdout.flush() if not sys.stdout.closed else None
-    os._exit(0 if server.shutdown_requested else 1)
+    os._exit(0 if server.session.shutdown_requested else 1)

@@ -23,7 +23,7 @@ from pygls.protocol import (
     default_converter,
 )
 
-from . import pygls_shim
+from . import protocol, pygls_shim
 
 logger = logging.getLogger("sg_lsp")
 
@@ -43,8 +43,10 @@ def _strict_str(value: Any, _type: Any) -> str:
 
 
 def make_converter() -> cattrs.Converter:
+    """lsprotocol's converter, strict about strings, that also knows the sg/* params and results (protocol.py)."""
     conv = default_converter()
     conv.register_structure_hook(str, _strict_str)
+    protocol.register_hooks(conv)
     return conv
 
 
@@ -155,7 +157,15 @@ class SgProtocol(pygls_shim.SendHook, LanguageServerProtocol):
             self.send_error(msg_id, INVALID_PARAMS, f"invalid params for {method}: params must be an object")
             return
         mtype = self.get_message_type(method)
-        if mtype is None:  # sg/* and unknown methods: handlers get the raw JSON params (unknown -> MethodNotFound)
+        if mtype is None:  # sg/*: their typed params (protocol.py); unknown methods: raw (-> MethodNotFound)
+            cls = protocol.PARAMS.get(method)
+            if cls is not None:
+                try:
+                    params = protocol.structure(pygls_shim.converter(self), params, cls, method)
+                except protocol.Invalid as exc:
+                    logger.info("bad params for %s: %s", method, exc)
+                    self.send_error(msg_id, INVALID_PARAMS, str(exc))
+                    return
             request: Any = JsonRPCRequestMessage(id=msg_id, method=method, jsonrpc=JsonRPCProtocol.VERSION,
                                                  params=params)
         elif "id" not in _fields(mtype):

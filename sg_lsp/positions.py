@@ -1,20 +1,13 @@
-"""Positions and URIs: code-point columns <-> the negotiated encoding (UTF-16 by default, UTF-8, UTF-32),
-file:// URIs <-> paths, and the line texts needed to convert a hit's columns."""
+"""Positions and URIs: code-point columns <-> the negotiated encoding (UTF-16 by default, UTF-8, UTF-32), and
+file:// URIs <-> paths. Pure functions; lines.py reads the line texts a conversion needs."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
-
-from engine.text import split_lines
-
-if TYPE_CHECKING:
-    from .server import SgLanguageServer
-    from .session import Folder
 
 
 def to_client_units(line: str, col: int, encoding: str) -> int:
@@ -62,56 +55,3 @@ def uri_to_path(uri: str) -> Path | None:
 
 def path_to_uri(path: Path) -> str:
     return path.absolute().as_uri()
-
-
-class LineReader:
-    """Line texts for turning code-point columns into client units: open document first, else the file on disk."""
-
-    def __init__(self, ls: SgLanguageServer):
-        self.ls = ls
-        self.encoding = ls.encoding
-        self.cache: dict[tuple[str, str], list[str]] = {}
-
-    def line(self, folder: Folder, rel: str, index: int) -> str:
-        key = (folder.uri, rel)
-        lines = self.cache.get(key)
-        if lines is None:
-            lines = self.cache[key] = self._load(folder, rel)
-        return lines[index] if 0 <= index < len(lines) else ""
-
-    def _load(self, folder: Folder, rel: str) -> list[str]:
-        uri = folder.uri_for(rel)
-        try:
-            doc = self.ls.workspace.text_documents.get(unquote(uri))
-        except RuntimeError:
-            doc = None
-        if doc is not None:
-            return split_lines(doc.source)
-        try:
-            data = (folder.root / rel).read_bytes()
-        except OSError:
-            return []
-        from engine import decode_text  # decode exactly as the indexer did (BOMs, UTF-16/32)
-
-        text = decode_text(rel, data)
-        return split_lines(text) if isinstance(text, str) else []
-
-    def position(self, folder: Folder, rel: str, line1: int, col: int) -> types.Position:
-        line0 = max(0, line1 - 1)
-        if self.encoding == types.PositionEncodingKind.Utf32 or col == 0:
-            return types.Position(line=line0, character=max(0, col))
-        return types.Position(line=line0, character=to_client_units(self.line(folder, rel, line0), col,
-                                                                    self.encoding))
-
-    def range(self, folder: Folder, hit: Any) -> types.Range:
-        return types.Range(start=self.position(folder, hit.path, hit.start_line, hit.start_col),
-                           end=self.position(folder, hit.path, hit.end_line, hit.end_col))
-
-    def client_col_to_cp(self, folder: Folder, rel: str, line0: int, units: int) -> int:
-        return from_client_units(self.line(folder, rel, line0), units, self.encoding)
-
-
-def range_json(r: types.Range) -> dict[str, Any]:
-    return {"start": {"line": r.start.line, "character": r.start.character},
-            "end": {"line": r.end.line, "character": r.end.character}}
-

@@ -6,12 +6,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-if TYPE_CHECKING:
-    from .server import SgLanguageServer
+from .session import Session
 
 logger = logging.getLogger("sg_lsp")
 
@@ -22,27 +20,28 @@ class WorkProgress:
     Methods block on the client's answer to window/workDoneProgress/create, so use them from worker threads only.
     """
 
-    def __init__(self, ls: SgLanguageServer, title: str, on_cancel: Callable[[], None] | None = None):
-        self.ls = ls
+    def __init__(self, session: Session, title: str, on_cancel: Callable[[], None] | None = None):
+        self.session = session
+        self.progress = session.lsp.work_done_progress
         self.title = title
         self.token = f"sg-{uuid.uuid4().hex[:12]}"
-        self.enabled = ls.supports_progress()
+        self.enabled = session.supports_progress()
         self._pct = 0
         self._last = 0.0
         self._ended = False
         if self.enabled:
             try:
-                ls.work_done_progress.create(self.token).result(timeout=10)
+                self.progress.create(self.token).result(timeout=10)
             except Exception as exc:  # the client refused or did not answer: no progress for this task
                 logger.info("work done progress not created: %s", exc)
                 self.enabled = False
         if self.enabled and on_cancel is not None:
-            ls.progress_cancellers[self.token] = on_cancel
+            session.progress_cancellers[self.token] = on_cancel
 
     def begin(self, message: str = "") -> None:
         if self.enabled:
-            self.ls.work_done_progress.begin(self.token, types.WorkDoneProgressBegin(
-                title=self.title, cancellable=self.token in self.ls.progress_cancellers, message=message,
+            self.progress.begin(self.token, types.WorkDoneProgressBegin(
+                title=self.title, cancellable=self.token in self.session.progress_cancellers, message=message,
                 percentage=0))
 
     def report(self, message: str, pct: float | None = None, force: bool = False) -> None:
@@ -54,14 +53,14 @@ class WorkProgress:
         self._last = now
         if pct is not None:
             self._pct = max(self._pct, min(100, int(pct)))  # percentages never go backwards
-        self.ls.work_done_progress.report(self.token, types.WorkDoneProgressReport(
+        self.progress.report(self.token, types.WorkDoneProgressReport(
             message=message, percentage=self._pct))
 
     def end(self, message: str) -> None:
         if self._ended:
             return
         self._ended = True
-        self.ls.progress_cancellers.pop(self.token, None)
+        self.session.progress_cancellers.pop(self.token, None)
         if self.enabled:
-            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-            self.ls.work_done_progress.tokens.pop(self.token, None)
+            self.progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+            self.progress.tokens.pop(self.token, None)

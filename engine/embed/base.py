@@ -56,6 +56,9 @@ class LoadsOnce:
         self._loaded = False
         self._error: ModelError | None = None
 
+    def _load(self) -> None:
+        raise NotImplementedError  # each embedder loads its own way
+
     def load(self):
         """Load tokenizer and weights now (otherwise the first embed call does). Raises ModelError."""
         with self._lock:

@@ -13,6 +13,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelError
 
@@ -80,7 +81,7 @@ def locate(name_or_path: str) -> Path:
     return snap
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path) -> Any:  # an object (config.json) or a list (modules.json)
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)

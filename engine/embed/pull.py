@@ -267,7 +267,8 @@ def _why(exc: BaseException, repo_id: str, revision: str, endpoint: str) -> str:
         return f"{repo_id} has no revision {revision!r} on {endpoint}"
     if isinstance(exc, errors.RepositoryNotFoundError):
         return f"{repo_id} is not a model on {endpoint} (or it is private: log in with `hf auth login`)"
-    chain, seen = [], exc
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
     while seen is not None and len(chain) < 6:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__

@@ -8,16 +8,23 @@ embedder instance. Nothing heavy happens here: embedders load their weights on f
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ModelError
 from ..settings import ModelSettings
-from . import colbert, files, jina_code, sentence, unixcoder, xtr
-from . import pylate  # sg-pylate hook
+from . import (
+    colbert,
+    files,
+    jina_code,
+    pylate,  # sg-pylate hook
+    sentence,
+    unixcoder,
+    xtr,
+)
 from .base import ROUTES, Embedder, ModelReport
 from .runtime import select
-from .transformer import Recipe, TransformerEmbedder
+from .transformer import Recipe
 
 # Hub models whose code must be trusted even before we can read their config (for a message that says so).
 _KNOWN_REMOTE_CODE = {colbert.NAME, jina_code.NAME}
@@ -92,13 +99,13 @@ class _Resolver:
         emb = self.by_ident.setdefault(emb.ident, emb)
         if self.eager:
             try:
-                emb.load()
+                emb.load()  # type: ignore[attr-defined]  # every embedder select.build makes has load()
             except ModelError:
                 del self.by_ident[emb.ident]
                 raise
         return emb
 
-    def get(self, request: str) -> TransformerEmbedder:
+    def get(self, request: str) -> Embedder:
         if request not in self.by_request:
             try:
                 self.by_request[request] = self._instance(resolve_recipe(request, self.settings))
@@ -109,7 +116,7 @@ class _Resolver:
             raise found
         return found
 
-    def default(self) -> TransformerEmbedder:
+    def default(self) -> Embedder:
         key = "\0offline-default"
         if key not in self.by_request:
             try:

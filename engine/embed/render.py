@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import tokenize
 
 
-def render_for_embedding(row: object, style: str = "structured") -> str:
+def render_for_embedding(row: Any, style: str = "structured") -> str:
     """The text embedded for a chunk (anything with path, symbol and text). 'structured' prefixes path words and
     the symbol split into words; 'raw' is the chunk's text alone."""
     text = row.text

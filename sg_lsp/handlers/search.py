@@ -7,22 +7,22 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
-from engine import MODES, MultiResult, Target, search_many
+from engine import MultiResult, Target, search_many
+from engine import SearchResult as EngineResult
 
 from ..jsonrpc import REQUEST_FAILED, check_cancel
-from ..params import as_params, check_position, check_text, default_limit, opt, similar_target
-from ..positions import LineReader, range_json, uri_to_path
-
-if TYPE_CHECKING:
-    from ..server import SgLanguageServer
-    from ..session import Folder
+from ..lines import LineReader
+from ..positions import uri_to_path
+from ..protocol import Location, SearchHit, SearchParams, SearchResult, SimilarParams, unicode_problem
+from ..session import Folder, Session
 
 logger = logging.getLogger("sg_lsp")
 
@@ -70,7 +70,7 @@ def _debug_delay(cancel: threading.Event) -> None:
         time.sleep(0.01)
 
 
-def search_folders(ls: SgLanguageServer, query: str, k: int, mode: str | None, paths: list[Any] | None,
+def search_folders(session: Session, query: str, k: int, mode: str | None, paths: list[str] | None,
                    explain: bool, cancel: threading.Event) -> tuple[list[tuple[Folder, Any]], MultiResult]:
     """engine.search_many over every workspace folder (in the pool thread): never waits for models to load.
     The server's part is translation: file:// URIs in `paths` become paths, folders become targets."""
@@ -78,7 +78,7 @@ def search_folders(ls: SgLanguageServer, query: str, k: int, mode: str | None, p
     scope = [local_path(p) for p in paths] if paths else None
     with ExitStack() as stack:
         folders, targets, unopened = [], [], []
-        for folder in list(ls.folders.values()):
+        for folder in list(session.folders.values()):
             try:  # holds the engine open while it is searched (a settings change may swap it meanwhile)
                 eng = stack.enter_context(folder.use(wait=0.0 if folder.state == "error" else 10.0))
             except JsonRpcException as exc:
@@ -96,9 +96,9 @@ def search_folders(ls: SgLanguageServer, query: str, k: int, mode: str | None, p
     return [(folders[i], h) for i, h in res.hits], res
 
 
-def local_path(pattern: Any) -> Any:
+def local_path(pattern: str) -> str:
     """A file:// URI in `paths` -> the local path it names (the engine scopes paths, not URIs)."""
-    if isinstance(pattern, str) and pattern.startswith("file:"):
+    if pattern.startswith("file:"):
         path = uri_to_path(pattern)
         if path is None:
             raise JsonRpcInvalidParams(f"invalid params for sg/search: {pattern!r} is not a local file URI")
@@ -111,39 +111,47 @@ def _model_label(models: dict[str, str]) -> str:
     return ", ".join(names) if names else "lexical"
 
 
-def hits_json(ls: SgLanguageServer, pairs: list[tuple[Folder, Any]], explain: bool) -> list[dict[str, Any]]:
-    reader = LineReader(ls)
-    out = []
-    for folder, hit in pairs:
-        item = {"uri": folder.uri_for(hit.path), "path": hit.path, "range": range_json(reader.range(folder, hit)),
-                "symbol": hit.symbol, "kind": hit.kind, "language": hit.language, "score": round(hit.score, 6),
-                "snippet": hit.snippet, "space": hit.space}
-        if explain:
-            item["explanation"] = {k: round(float(v), 6) for k, v in hit.components.items()}
-        out.append(item)
-    return out
+def wire_hits(session: Session, pairs: list[tuple[Folder, Any]], explain: bool) -> list[SearchHit]:
+    reader = LineReader(session)
+    return [SearchHit(uri=folder.uri_for(hit.path), path=hit.path, range=reader.wire_range(folder, hit),
+                      symbol=hit.symbol, kind=hit.kind, language=hit.language, score=round(hit.score, 6),
+                      snippet=hit.snippet, space=hit.space,
+                      explanation={k: round(float(v), 6) for k, v in hit.components.items()} if explain else None)
+            for folder, hit in pairs]
 
 
-def similar_at(ls: SgLanguageServer, uri: str, line0: int, character: int | None, k: int,
-               cancel: threading.Event) -> tuple[Folder, Any]:
+def wire_result(session: Session, pairs: list[tuple[Folder, Any]], res: MultiResult | EngineResult, explain: bool,
+                t0: float) -> SearchResult:
+    """sg/search's and sg/similar's result; with explain, the query's route weights too."""
+    return SearchResult(results=wire_hits(session, pairs, explain), model=_model_label(res.models),
+                        models=res.models, mode=res.mode, notes=res.notes,
+                        elapsed_ms=round((time.perf_counter() - t0) * 1000, 2),
+                        route={r: round(float(w), 6) for r, w in res.route.items()} if explain else None)
+
+
+def similar_at(session: Session, target: SimilarParams, k: int,
+               cancel: threading.Event) -> tuple[Folder, EngineResult]:
     """Engine.similar for the chunk enclosing the position (`character` in client units; None: the line only)."""
-    folder, rel = ls.require_folder(uri)
-    col = None if character is None else LineReader(ls).client_col_to_cp(folder, rel, line0, character)
+    uri, line0, character = target.target
+    folder, rel = session.require_folder(uri)
+    col = None if character is None else LineReader(session).client_col_to_cp(folder, rel, line0, character)
     check_cancel(cancel)
     with folder.use() as eng:
         return folder, eng.similar(rel, line0 + 1, k=k, col=col, wait_for_models=False)
 
 
-async def workspace_symbol(ls: SgLanguageServer, params: types.WorkspaceSymbolParams) -> list[types.WorkspaceSymbol]:
+async def workspace_symbol(session: Session, params: types.WorkspaceSymbolParams) -> list[types.WorkspaceSymbol]:
     if not params.query.strip():
         return []  # "list every symbol" is not a semantic question
-    check_text(params.query, "query", types.WORKSPACE_SYMBOL)
+    problem = unicode_problem(params.query)
+    if problem:
+        raise JsonRpcInvalidParams(f"invalid params for {types.WORKSPACE_SYMBOL}: 'query' {problem}")
 
     def run(cancel: threading.Event) -> list[types.WorkspaceSymbol]:
-        k = min([SYMBOL_LIMIT, *(f.settings.search.max_results for f in ls.folders.values())])
-        pairs, _ = search_folders(ls, params.query, k, None, None, False, cancel)
+        k = min([SYMBOL_LIMIT, *(f.settings.search.max_results for f in session.folders.values())])
+        pairs, _ = search_folders(session, params.query, k, None, None, False, cancel)
         check_cancel(cancel)
-        reader = LineReader(ls)
+        reader = LineReader(session)
         out = []
         for folder, hit in pairs:
             name, container = symbol_name(hit)
@@ -152,54 +160,37 @@ async def workspace_symbol(ls: SgLanguageServer, params: types.WorkspaceSymbolPa
                 location=types.Location(uri=folder.uri_for(hit.path), range=reader.range(folder, hit))))
         return out
 
-    return await ls.offload("workspace/symbol", run)
+    return await session.offload(types.WORKSPACE_SYMBOL, run)
 
 
-async def sg_search(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
-    p = as_params(params, SEARCH)
-    query = p.get("query")
-    if not isinstance(query, str):
-        raise JsonRpcInvalidParams("invalid params for sg/search: 'query' (a string) is required")
-    check_text(query, "query", SEARCH)
-    limit = opt(p, "limit", int, SEARCH, default_limit(ls))
-    mode = opt(p, "mode", str, SEARCH)
-    if mode is not None and mode not in MODES:
-        raise JsonRpcInvalidParams(f"invalid params for sg/search: 'mode' must be one of {', '.join(MODES)}")
-    paths = opt(p, "paths", list, SEARCH)
-    explain = opt(p, "explain", bool, SEARCH, False)
+async def sg_search(session: Session, params: SearchParams) -> SearchResult:
+    limit = session.default_limit() if params.limit is None else params.limit
 
-    def run(cancel: threading.Event) -> dict[str, Any]:
+    def run(cancel: threading.Event) -> SearchResult:
         t0 = time.perf_counter()
-        pairs, res = search_folders(ls, query, limit, mode, paths, explain, cancel)
+        pairs, res = search_folders(session, params.query, limit, params.mode, params.paths, params.explain, cancel)
         check_cancel(cancel)
-        out = {"results": hits_json(ls, pairs, explain), "model": _model_label(res.models),
-               "models": res.models, "mode": res.mode, "notes": res.notes,
-               "elapsedMs": round((time.perf_counter() - t0) * 1000, 2)}
-        if explain:  # how the query was routed: the weight of each embedding space's route
-            out["route"] = {r: round(float(w), 6) for r, w in res.route.items()}
-        return out
+        return wire_result(session, pairs, res, params.explain, t0)
 
-    return await ls.offload("sg/search", run)
+    return await session.offload(SEARCH, run)
 
 
-async def sg_similar(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
-    uri, line, character, limit = similar_target(params, SIMILAR, default_limit(ls))
+async def sg_similar(session: Session, params: SimilarParams) -> SearchResult:
+    limit = session.default_limit() if params.limit is None else params.limit
 
-    def run(cancel: threading.Event) -> dict[str, Any]:
+    def run(cancel: threading.Event) -> SearchResult:
         t0 = time.perf_counter()
-        folder, res = similar_at(ls, uri, line, character, limit, cancel)
-        return {"results": hits_json(ls, [(folder, h) for h in res.hits], False), "model": _model_label(res.models),
-                "models": res.models, "mode": res.mode, "notes": res.notes,
-                "elapsedMs": round((time.perf_counter() - t0) * 1000, 2)}
+        folder, res = similar_at(session, params, limit, cancel)
+        return wire_result(session, [(folder, h) for h in res.hits], res, False, t0)
 
-    return await ls.offload("sg/similar", run)
+    return await session.offload(SIMILAR, run)
 
 
-async def code_action(ls: SgLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+async def code_action(session: Session, params: types.CodeActionParams) -> list[types.CodeAction]:
     if params.context.only is not None and types.CodeActionKind.Empty not in params.context.only:
         return []
     uri, start = params.text_document.uri, params.range.start
-    hit = ls.folder_for(uri)
+    hit = session.folder_for(uri)
     if hit is None:
         return []
     folder, rel = hit
@@ -208,7 +199,7 @@ async def code_action(ls: SgLanguageServer, params: types.CodeActionParams) -> l
         # sg/similar's rule (Engine.chunk_at): the action is offered when that chunk is a function or a method,
         # and its command carries the chunk's own start, which chunk_at resolves to the same chunk, and where the
         # editor opens the peek view.
-        reader = LineReader(ls)
+        reader = LineReader(session)
         col = reader.client_col_to_cp(folder, rel, start.line, start.character)
         with folder.use(wait=0.5) as eng:
             target = eng.chunk_at(rel, start.line + 1, col)
@@ -221,40 +212,40 @@ async def code_action(ls: SgLanguageServer, params: types.CodeActionParams) -> l
             title=title, command=CMD_FIND_SIMILAR, arguments=[where]))]
 
     try:
-        return await ls.offload("textDocument/codeAction", run)
+        return await session.offload(types.TEXT_DOCUMENT_CODE_ACTION, run)
     except JsonRpcException as exc:
         if exc.code == REQUEST_FAILED:
             return []  # index not open yet: no action rather than an error on every cursor move
         raise
 
 
-# `ls: Any`: pygls evaluates a command's annotations at run time (get_type_hints), and SgLanguageServer is only
-# imported for type checkers (the server module imports this one).
-async def find_similar_command(ls: Any, *args: Any) -> list[dict[str, Any]]:
+async def find_similar_command(session: Session, *args: Any) -> list[Location]:
     """Arguments: one object like sg/similar's params, or [uri, line, character?] (0-based). Returns Location[]."""
     def integer(x: Any) -> bool:
         return isinstance(x, int) and not isinstance(x, bool)
 
     if len(args) == 1 and isinstance(args[0], dict):
-        uri, line, character, limit = similar_target(args[0], CMD_FIND_SIMILAR, default_limit(ls))
+        target = session.structure(args[0], SimilarParams, CMD_FIND_SIMILAR)
     elif len(args) in (2, 3) and isinstance(args[0], str) and all(integer(a) for a in args[1:]):
-        uri, line, character, limit = args[0], args[1], (args[2] if len(args) == 3 else None), default_limit(ls)
-        check_position(line, character, CMD_FIND_SIMILAR)
+        target = session.structure({"uri": args[0], "line": args[1], "character": args[2] if len(args) == 3 else None},
+                                   SimilarParams, CMD_FIND_SIMILAR)
     else:
         raise JsonRpcInvalidParams(f"invalid arguments for {CMD_FIND_SIMILAR}: expected "
                                    "[{textDocument: {uri}, position}], [uri, line, character] or [uri, line]")
+    limit = session.default_limit() if target.limit is None else target.limit
 
-    def run(cancel: threading.Event) -> list[dict[str, Any]]:
-        folder, res = similar_at(ls, uri, line, character, limit, cancel)
-        reader = LineReader(ls)
-        return [{"uri": folder.uri_for(h.path), "range": range_json(reader.range(folder, h))} for h in res.hits]
+    def run(cancel: threading.Event) -> list[Location]:
+        folder, res = similar_at(session, target, limit, cancel)
+        reader = LineReader(session)
+        return [Location(uri=folder.uri_for(h.path), range=reader.wire_range(folder, h)) for h in res.hits]
 
-    return await ls.offload(CMD_FIND_SIMILAR, run)
+    return await session.offload(CMD_FIND_SIMILAR, run)
 
 
-def register(server: SgLanguageServer) -> None:
-    server.feature(types.WORKSPACE_SYMBOL)(workspace_symbol)
-    server.feature(SEARCH)(sg_search)
-    server.feature(SIMILAR)(sg_similar)
-    server.feature(types.TEXT_DOCUMENT_CODE_ACTION)(code_action)
-    server.command(CMD_FIND_SIMILAR)(find_similar_command)
+FEATURES: dict[str, Callable[..., Any]] = {
+    types.WORKSPACE_SYMBOL: workspace_symbol,
+    SEARCH: sg_search,
+    SIMILAR: sg_similar,
+    types.TEXT_DOCUMENT_CODE_ACTION: code_action,
+}
+COMMANDS: dict[str, Callable[..., Any]] = {CMD_FIND_SIMILAR: find_similar_command}

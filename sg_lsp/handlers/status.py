@@ -3,53 +3,57 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from .. import __version__
-
-if TYPE_CHECKING:
-    from ..server import SgLanguageServer
+from .. import __version__, indexing
+from ..protocol import FolderStatus, ReindexParams, StatusParams, StatusResult
+from ..session import Folder, Session
 
 STATUS = "sg/status"
 REINDEX = "sg/reindex"
 
 
-async def sg_status(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
-    def run(cancel: threading.Event) -> dict[str, Any]:
+def folder_status(f: Folder) -> tuple[FolderStatus, dict[str, Any]]:
+    """One folder's entry, and its engine's status (empty while the index is not open)."""
+    if f.engine is None:
+        return FolderStatus(uri=f.uri, name=f.name, state=f.state, error=f.error, models_loaded=False,
+                            complete=f.index_complete, last_index=f.last_report), {}
+    try:  # held through use(): a settings change may retire and close this engine meanwhile
+        with f.use(wait=0) as eng:
+            st = eng.status()
+    except Exception as exc:
+        st = {"error": str(exc)}
+    state = st.get("model_state")  # disabled | not loaded | loading | ready | failed
+    return FolderStatus(
+        uri=f.uri, name=f.name, state=f.state, error=f.error, models_loaded=state == "ready",
+        complete=f.index_complete, last_index=f.last_report, files=st.get("files"), chunks=st.get("chunks"),
+        skipped=st.get("skipped"), vectors=st.get("vectors"), models=st.get("models"), index=st.get("index"),
+        model_state=state, model_error=st.get("model_note") if state == "failed" else None), st
+
+
+async def sg_status(session: Session, params: StatusParams) -> StatusResult:
+    def run(cancel: threading.Event) -> StatusResult:
         folders = []
         totals = {"files": 0, "chunks": 0, "skipped": 0}
         models: dict[str, str] = {}
-        for f in list(ls.folders.values()):
-            entry: dict[str, Any] = {"uri": f.uri, "name": f.name, "state": f.state, "error": f.error,
-                                     "modelsLoaded": False, "complete": f.index_complete, "lastIndex": f.last_report}
-            if f.engine is not None:
-                try:  # held through use(): a settings change may retire and close this engine meanwhile
-                    with f.use(wait=0) as eng:
-                        st = eng.status()
-                except Exception as exc:
-                    st = {"error": str(exc)}
-                entry.update({k: st.get(k) for k in ("files", "chunks", "skipped", "vectors", "models", "index")})
-                entry["modelState"] = st.get("model_state")  # disabled | not loaded | loading | ready | failed
-                entry["modelsLoaded"] = st.get("model_state") == "ready"
-                if st.get("model_state") == "failed":
-                    entry["modelError"] = st.get("model_note")
-                for k in totals:
-                    totals[k] += int(st.get(k) or 0)
-                models.update(st.get("models") or {})
+        for f in list(session.folders.values()):
+            entry, st = folder_status(f)
+            for k in totals:
+                totals[k] += int(st.get(k) or 0)
+            models.update(st.get("models") or {})
             folders.append(entry)
-        busy = any(f.state in ("opening", "indexing") for f in ls.folders.values())
-        return {"state": "indexing" if busy else "ready", **totals, "models": models,
-                "jobs": [j.to_json() for j in ls.jobs.values()], "folders": folders,
-                "positionEncoding": ls.encoding, "version": __version__}
+        busy = any(f.state in ("opening", "indexing") for f in session.folders.values())
+        return StatusResult(state="indexing" if busy else "ready", **totals, models=models,
+                            jobs=[j.status() for j in session.jobs.values()], folders=folders,
+                            position_encoding=session.encoding, version=__version__)
 
-    return await ls.offload("sg/status", run)
-
-
-async def sg_reindex(ls: SgLanguageServer, params: Any) -> None:
-    for folder in ls.folders.values():
-        ls.schedule_index(folder)
+    return await session.offload(STATUS, run)
 
 
-def register(server: SgLanguageServer) -> None:
-    server.feature(STATUS)(sg_status)
-    server.feature(REINDEX)(sg_reindex)
+async def sg_reindex(session: Session, params: ReindexParams) -> None:
+    for folder in session.folders.values():
+        indexing.schedule_index(session, folder)
+
+
+FEATURES: dict[str, Callable[..., Any]] = {STATUS: sg_status, REINDEX: sg_reindex}

@@ -7,52 +7,46 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
+from .. import indexing
 from ..jsonrpc import REQUEST_FAILED
-from ..params import as_params, opt
 from ..progress import WorkProgress
-from ..session import Folder, Job, jsonable
-
-if TYPE_CHECKING:
-    from ..server import SgLanguageServer
+from ..protocol import TuneParams, TuneResult
+from ..session import Folder, Job, Session, jsonable
 
 logger = logging.getLogger("sg_lsp")
 
 TUNE = "sg/tune"
 
 
-async def sg_tune(ls: SgLanguageServer, params: Any) -> dict[str, Any]:
-    p = as_params(params, TUNE)
-    config_path = opt(p, "configPath", str, TUNE)
-    out_dir = opt(p, "outDir", str, TUNE)
-    folder_uri = opt(p, "folder", str, TUNE)
-    extra = {"dry_run": True} if opt(p, "dryRun", bool, TUNE, False) else {}  # mine pairs only
-    apply = opt(p, "apply", bool, TUNE)  # None: use the tuned model if it did not get worse on held-out pairs
+async def sg_tune(session: Session, params: TuneParams) -> TuneResult:
+    extra = {"dry_run": True} if params.dry_run else {}  # mine pairs only
     try:
         from engine import run_tune
     except ImportError:
         raise JsonRpcException("local tuning is not available in this build", code=REQUEST_FAILED) from None
-    if folder_uri is not None:
-        folder = ls.require_folder(folder_uri)[0]
-    elif ls.folders:
-        folder = next(iter(ls.folders.values()))
+    if params.folder is not None:
+        folder = session.require_folder(params.folder)[0]
+    elif session.folders:
+        folder = next(iter(session.folders.values()))
     else:
         raise JsonRpcException("sg/tune: no workspace folder is open", code=REQUEST_FAILED)
-    running = [j for j in ls.jobs.values() if j.kind == "tune" and j.state == "running"]
+    running = [j for j in session.jobs.values() if j.kind == "tune" and j.state == "running"]
     if running:
         raise JsonRpcException(f"a tuning job is already running ({running[0].id})", code=REQUEST_FAILED)
-    job = Job(id=f"tune-{next(ls.job_ids)}", kind="tune", folder=folder.uri)
-    ls.jobs[job.id] = job
-    threading.Thread(target=_run_tune_job, args=(ls, job, folder, run_tune, config_path, out_dir, extra, apply),
+    job = Job(id=f"tune-{next(session.job_ids)}", kind="tune", folder=folder.uri)
+    session.jobs[job.id] = job
+    threading.Thread(target=_run_tune_job, args=(session, job, folder, run_tune, params.config_path,
+                                                 params.out_dir, extra, params.apply),
                      name=f"sg-{job.id}", daemon=True).start()
-    return {"jobId": job.id}
+    return TuneResult(job_id=job.id)
 
 
-def _apply_tuned(ls: SgLanguageServer, folder: Folder, report: Any, apply: bool | None) -> tuple[bool, str]:
+def _apply_tuned(session: Session, folder: Folder, report: Any, apply: bool | None) -> tuple[bool, str]:
     """Switch the folder to the tuned model when asked (apply true), or by default when its held-out MRR@10 did
     not drop: (switched, the sentence to add to the user's message)."""
     where = getattr(report, "out_dir", "")
@@ -63,14 +57,14 @@ def _apply_tuned(ls: SgLanguageServer, folder: Folder, report: Any, apply: bool 
     measured = f" (held-out MRR@10 {before:.3f} -> {after:.3f})" if before is not None and after is not None else ""
     if apply is None and (before is None or after is None or after < before):
         return False, f"; not switched to it{measured or ' (not measured)'}: set models.model_path to use it"
-    ls.use_tuned(folder, where)
+    indexing.use_tuned(session, folder, where)
     return True, (f"; {folder.name} now searches with it{measured} and is re-indexing. To keep it after a restart "
                   f"set models.model_path = \"{where}\" in .sg.toml")
 
 
-def _run_tune_job(ls: SgLanguageServer, job: Job, folder: Folder, run_tune: Callable[..., Any],
+def _run_tune_job(session: Session, job: Job, folder: Folder, run_tune: Callable[..., Any],
                   config_path: str | None, out_dir: str | None, extra: dict[str, Any], apply: bool | None) -> None:
-    prog = WorkProgress(ls, f"sg: tuning on {folder.name}", on_cancel=job.cancel.set)
+    prog = WorkProgress(session, f"sg: tuning on {folder.name}", on_cancel=job.cancel.set)
     prog.begin("starting")
 
     def progress(*args: Any, **kwargs: Any) -> None:
@@ -90,21 +84,21 @@ def _run_tune_job(ls: SgLanguageServer, job: Job, folder: Folder, run_tune: Call
         state = "cancelled" if job.cancel.is_set() or getattr(report, "cancelled", False) else "done"
         said = ""
         if state == "done":
-            result["applied"], said = _apply_tuned(ls, folder, report, apply)
+            result["applied"], said = _apply_tuned(session, folder, report, apply)
         job.result, job.state = result, state
         where = getattr(report, "out_dir", "")
         job.message = "cancelled" if state == "cancelled" else f"done: {where}" if where else "done"
         prog.end(job.message)
         if state == "done":
-            ls.tell_user(types.MessageType.Info, f"sg: tuning finished ({job.id}): {where or 'see sg/status'}{said}")
+            session.tell_user(types.MessageType.Info,
+                              f"sg: tuning finished ({job.id}): {where or 'see sg/status'}{said}")
     except Exception as exc:
         logger.exception("tuning failed")
         job.state, job.error = "failed", str(exc) or repr(exc)
         prog.end(f"failed: {job.error}")
-        ls.tell_user(types.MessageType.Error, f"sg: tuning failed: {job.error}")
+        session.tell_user(types.MessageType.Error, f"sg: tuning failed: {job.error}")
     finally:
         job.finished = time.time()
 
 
-def register(server: SgLanguageServer) -> None:
-    server.feature(TUNE)(sg_tune)
+FEATURES: dict[str, Callable[..., Any]] = {TUNE: sg_tune}

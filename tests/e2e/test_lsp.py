@@ -262,6 +262,9 @@ async def test_sg_search_paths_and_bad_params(lex: LanguageClient, workspace: Pa
         ({"query": "x" * 5000}, "5000 characters"),
         ({"query": "x", "mode": "fuzzy"}, "'mode' must be one of"),
         ({"query": "x", "explain": "yes"}, "'explain' must be a boolean"),
+        ({"query": "x", "limit": True}, "'limit' must be an integer"),
+        ({"query": "x", "paths": ["src", 3]}, "'paths' must be an array of strings"),
+        ({"query": "x", "bogus": 1}, "unknown field 'bogus'"),
         ({"query": 5}, "'query'"),
         ({}, "'query'"),
         ({"query": "   "}, "empty"),
@@ -318,6 +321,8 @@ async def test_sg_similar_both_param_forms(lex: LanguageClient, workspace: Path)
     assert err.code == -32602
     err = await error_of(request(lex, "sg/similar", {"uri": "file:///elsewhere/x.py", "line": 1}))
     assert err.code == -32602 and "not inside a workspace folder" in err.message
+    err = await error_of(request(lex, "sg/similar", {"textDocument": {"uri": uri}, "position": {"line": "3"}}))
+    assert err.code == -32602 and "'position.line' must be an integer" in err.message
 
 
 def oneline_columns() -> tuple[str, int]:

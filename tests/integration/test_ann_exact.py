@@ -29,7 +29,7 @@ def test_ann_suite_passes_on_exact_search():
     """The whole AnnIndex suite (add, replace, remove, compaction, save/load, threads) on the numpy backend; only
     the test that shows weak hnswlib parameters lose recall does not apply (exact search never does)."""
     out = _run("import pytest\n"
-               "from engine import ann\n"
+               "from engine.backends.local import ann\n"
                "assert ann.BACKEND == 'numpy-exact' and ann.hnswlib is None\n"
                "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/unit/test_ann.py', '--deselect',"
                " 'tests/unit/test_ann.py::test_weak_parameters_do_lose_recall_so_the_data_is_not_trivial']))")
@@ -38,11 +38,11 @@ def test_ann_suite_passes_on_exact_search():
 
 def test_exact_index_files_are_not_read_as_hnswlib(tmp_path):
     """An index saved by one backend is rebuilt, never misread, by the other."""
-    from engine.ann import AnnIndex
+    from engine.backends.local.ann import AnnIndex
 
     ids, vecs = np.arange(50), np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
     AnnIndex.build(8, ids, vecs).save(tmp_path / "h.hnsw", generation=1)
-    _run(f"from engine.ann import AnnIndex\nimport numpy as np\n"
+    _run(f"from engine.backends.local.ann import AnnIndex\nimport numpy as np\n"
          f"assert AnnIndex.load({str(tmp_path / 'h.hnsw')!r}, 1, 8) is None\n"
          f"a = AnnIndex.build(8, np.arange(5), np.eye(5, 8, dtype=np.float32))\n"
          f"a.save({str(tmp_path / 'e.hnsw')!r}, generation=1)\n"
@@ -63,7 +63,7 @@ def test_search_path_without_hnswlib(tmp_path):
         (corpus / f"m{i}.py").write_text(text + "\n")
     script = f"""
 import json
-from engine import ann
+from engine.backends.local import ann
 from engine.search import Engine
 from engine.settings import load_settings
 settings = load_settings(None, {{"models": {{"model_path": {str(model)!r}, "threads": 1, "precision": "fp32"}},
@@ -71,7 +71,7 @@ settings = load_settings(None, {{"models": {{"model_path": {str(model)!r}, "thre
 eng = Engine({str(corpus)!r}, settings)
 eng.index()
 res = eng.search("read lines from a file", k=5, mode="semantic")
-backends = sorted({{sp.ann.backend for sp in eng.spaces.values()}})
+backends = sorted({{eng.backend.ann(name).backend for name in eng.spaces}})
 print(json.dumps({{"backend": backends, "hnswlib": ann.hnswlib is not None,
                    "hits": [[h.path, round(h.score, 4)] for h in res.hits]}}))
 """

@@ -494,3 +494,20 @@ def test_single_queries_use_a_trace_with_the_same_vectors(tiny, empty_hub):
 
     emb._model = copy.deepcopy(emb._model)  # a model swapped in (training wraps it in LoRA) is traced anew
     assert emb._query_trace() is not first and emb._trace[0] is emb._model
+
+
+def test_importing_the_engine_loads_no_model_runtime_nor_parsers():
+    """The cold path of a one-shot command: `import engine.search` (and the model registry) brings in no model
+    runtime, no tree-sitter and no stemmer; each loads when first needed."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    heavy = ("torch", "transformers", "peft", "onnxruntime", "tokenizers", "tree_sitter", "snowballstemmer")
+    code = ("import sys, engine.search, engine.embed.registry, engine.embed.runtime.select\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(repo)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from engine import tokenize
+from engine.backends.local.lexical import Lexical
 from engine.errors import BadQuery
 from engine.search import Engine
 from engine.settings import load_settings
-from engine.lexical import Lexical
 from tests.support.corpus import FILES, write
+
 
 def lexical_engine(root: Path) -> Engine:
     return Engine(root, load_settings(root, {"models": {"enabled": False}}))

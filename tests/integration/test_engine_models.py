@@ -151,7 +151,7 @@ def test_bm25_share_of_an_english_query_without_a_cjk_model(tmp_path: Path) -> N
     eng.index()
     lw = eng.settings.search.lexical_weight
     sp = next(iter(eng.spaces.values()))
-    coverage = len(sp.ann) / eng.store.chunk_count()  # the space's weight shrinks with the share of chunks it holds
+    coverage = eng.backend.vector_counts()[sp.name] / eng.store.chunk_count()  # the space's weight shrinks with the share of chunks it holds
     hits = eng.search("retry with exponential backoff", mode="hybrid", k=5).hits
     share = max(h.components.get("lexical", 0.0) for h in hits)
     assert share == pytest.approx(lw / (lw + (1 - lw) * coverage))

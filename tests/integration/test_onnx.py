@@ -92,6 +92,19 @@ def test_optimised_graph_is_saved_once_and_gives_the_same_vectors(st, cache):
     assert saved[0].stat().st_size > 1000
 
 
+def test_first_session_is_lean_and_the_second_call_settles(st, cache):
+    """A process's first ONNX session opens lean (one thread, no prepacked weights: a one-shot search's one query);
+    the second call swaps in the full session. The vectors do not change."""
+    ref, ort = _pair(st)
+    first = ort.embed_queries(TEXTS[:1])
+    assert ort._lean and ort._calls == 1
+    lean_session = ort._session
+    second = ort.embed_queries(TEXTS[:1])
+    assert not ort._lean and ort._session is not lean_session
+    np.testing.assert_allclose(first, second, atol=1e-5)
+    np.testing.assert_allclose(first, ref.embed_queries(TEXTS[:1]), atol=1e-4)
+
+
 def test_int8_is_another_space_close_to_fp32(st, cache):
     ref, ort = _pair(st, "int8-dyn")
     assert ort.ident != ref.ident and ort.ident.split("@")[0] == ref.ident.split("@")[0]
@@ -191,9 +204,10 @@ def test_index_built_by_each_runtime_agrees(st, cache, tmp_path):
         eng = Engine(corpus, settings)
         eng.index()
         (space,) = eng.spaces.values()
-        ids = space.ann.live_ids()
+        ann = eng.backend.ann(space.name)
+        ids = ann.live_ids()
         hits = eng.search("read lines from a file", k=5, mode="semantic").hits
-        found[runtime] = (space.embedder.ident, ids, space.ann.vectors(ids), [(h.path, h.score) for h in hits])
+        found[runtime] = (space.embedder.ident, ids, ann.vectors(ids), [(h.path, h.score) for h in hits])
         eng.close()
     (ti, tids, tvec, thits), (oi, oids, ovec, ohits) = found["torch"], found["onnx"]
     assert ti == oi and tids.tolist() == oids.tolist() and len(tids) >= 5

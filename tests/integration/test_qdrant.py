@@ -4,7 +4,6 @@ when SG_QDRANT_URL is set."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -19,8 +18,9 @@ qdrant_client = pytest.importorskip("qdrant_client", reason="qdrant-client not i
 qdrant_edge = pytest.importorskip("qdrant_edge", reason="qdrant-edge-py not installed (pip install '.[qdrant]')")
 
 from engine import tokenize  # noqa: E402
-from engine.ann import AnnIndex  # noqa: E402
-from engine.backends.qdrant import (  # noqa: E402
+from engine.backends.local.ann import AnnIndex  # noqa: E402
+from engine.backends.local.lexical import Lexical  # noqa: E402
+from engine.backends.qdrant.index import (  # noqa: E402
     LEX,
     LEX_BODY,
     TERMS,
@@ -31,55 +31,22 @@ from engine.backends.qdrant import (  # noqa: E402
     point_id,
     query_words,
 )
-from engine.backends.qdrant_sync import PushSpace, push  # noqa: E402
+from engine.backends.qdrant.sync import PushSpace, push  # noqa: E402
 from engine.codec import get_codec  # noqa: E402
-from engine.lexical import Lexical  # noqa: E402
 from engine.records import Chunk  # noqa: E402
 from engine.store import Store  # noqa: E402
-from tests.support import wait_until
+from tests.support import wait_until  # noqa: E402
+from tests.support.stores import (  # noqa: E402
+    DENSE_DIM,
+    DENSE_NAME,
+    MULTI_DIM,
+    MULTI_NAME,
+    make_store,
+)
+from tests.support.stores import unit as _unit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DENSE, MULTI = SpaceSpec("dense-t", 16, False), SpaceSpec("multi-t", 8, True)
-VOCAB = [f"w{i}" for i in range(300)] + ["parse", "config", "http", "request", "tokenizer", "retry"]
-
-
-def _unit(a: np.ndarray) -> np.ndarray:
-    return (a / np.linalg.norm(a, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def make_store(path: Path, n_files: int = 40, per_file: int = 5, seed: int = 0, version: str = "") -> Store:
-    """A real store of synthetic chunks with zipf-like words, dense vectors for the code route and int8 token
-    vectors (plus pooled) for the prose route."""
-    rng = np.random.default_rng(seed)
-    p = 1 / np.arange(1, len(VOCAB) + 1)
-    store = Store(path)
-    store.ensure_space(DENSE.name, "test-dense", DENSE.dim, False, "fp32")
-    store.ensure_space(MULTI.name, "test-multi", MULTI.dim, True, "int8")
-    with store.write() as con:
-        for f in range(n_files):
-            fpath = f"{'tests' if f % 4 == 0 else 'src'}/pkg{f % 3}/mod{f}.py"
-            chunks = []
-            for j in range(per_file):
-                body = " ".join(rng.choice(VOCAB, size=int(rng.integers(5, 60)), p=p / p.sum())) + version
-                sym = f"handle_{VOCAB[(f * 7 + j) % len(VOCAB)]}_{j}"
-                c = Chunk(fpath, "python", "function", sym, j * 10 + 1, j * 10 + 9, body)
-                chash = hashlib.blake2b(f"{fpath}\0{sym}\0{body}".encode(), digest_size=16).hexdigest()
-                fts = (" ".join(tokenize.tokenize_path(fpath)), " ".join(tokenize.tokenize_symbol(sym)),
-                       " ".join(tokenize.tokenize(body)))
-                chunks.append((c, "code" if j % 2 == 0 else "prose", chash, fts))
-            store.put_file(con, fpath, 100, 1, f"file{f}{version}", "python", chunks)
-    codec = get_codec("int8")
-    rows = list(store.iter_chunks())
-    with store.write() as con:
-        store.put_vectors(con, DENSE.name, [(r.hash, _unit(rng.normal(size=DENSE.dim)).tobytes(), None)
-                                            for r in rows if r.route == "code"])
-        multi = []
-        for r in rows:
-            if r.route == "prose":
-                tok = _unit(rng.normal(size=(int(rng.integers(2, 9)), MULTI.dim)))
-                multi.append((r.hash, _unit(tok.mean(0)).tobytes(), codec.encode(tok)))
-        store.put_vectors(con, MULTI.name, multi)
-    return store
+DENSE, MULTI = SpaceSpec(DENSE_NAME, DENSE_DIM, False), SpaceSpec(MULTI_NAME, MULTI_DIM, True)
 
 
 def push_spaces() -> list[PushSpace]:
@@ -273,7 +240,7 @@ def test_hnsw_recall_edge_and_hnswlib(tmp_path):
     n, dim = 3000, 32
     vecs = _unit(rng.normal(size=(n, dim)))
     spec = SpaceSpec("d", dim, False)
-    from engine.backends.qdrant import ChunkPoint
+    from engine.backends.qdrant.index import ChunkPoint
     ix = QdrantIndex.open(str(tmp_path / "edge"), "hnsw", [spec], exact=False, hnsw_ef=128, hnsw=(16, 200, 1))
     try:
         ix.upsert([ChunkPoint(str(uuid.UUID(int=i + 1)), {"path": f"f{i}"}, {"d": vecs[i]}) for i in range(n)])
@@ -296,7 +263,7 @@ def test_hnsw_recall_edge_and_hnswlib(tmp_path):
 HOLDER = """
 import sys
 sys.path.insert(0, {repo!r})
-from engine.backends.qdrant import QdrantIndex, SpaceSpec
+from engine.backends.qdrant.index import QdrantIndex, SpaceSpec
 ix = QdrantIndex.open({url!r}, "sg_test", [SpaceSpec("dense-t", 16, False), SpaceSpec("multi-t", 8, True)])
 print("open", flush=True)
 sys.stdin.read()
@@ -328,7 +295,7 @@ import sys
 sys.path.insert(0, {repo!r})
 sys.path.insert(0, {tests!r})
 from test_qdrant import open_index, push_spaces
-from engine.backends.qdrant_sync import push
+from engine.backends.qdrant.sync import push
 from engine.store import Store
 store = Store({store!r})
 ix = open_index({url!r}, batch=3)
@@ -392,65 +359,24 @@ def test_real_server(tmp_path, store):
         ix.close()
 
 
-# -- engine.backend's Protocols on Qdrant -----------------------------------------------------------------------
-def fake_spaces():
-    """Stand-ins for engine's Space objects (name, embedder dim/multi_vector, routes, codec): all a backend reads."""
+# -- engine.backends.base's Protocols on Qdrant (the rest: tests/integration/test_backend_contract.py) -------
+@pytest.mark.parametrize("kind", ["edge", "client-local"])
+def test_view_scope_narrows_candidates_by_path_prefix(tmp_path, store, kind):
+    """A view's scope is a hint the ranker filters by anyway; Qdrant turns it into a payload filter."""
     from types import SimpleNamespace as NS
 
-    return {DENSE.name: NS(name=DENSE.name, embedder=NS(dim=DENSE.dim, multi_vector=False), routes=["code"],
-                           codec=None),
-            MULTI.name: NS(name=MULTI.name, embedder=NS(dim=MULTI.dim, multi_vector=True), routes=["prose"],
-                           codec=get_codec("int8"))}
-
-
-@pytest.mark.parametrize("kind", ["edge", "client-local"])
-def test_backend_view_answers_as_the_store(tmp_path, store, kind):
-    from engine.backends.qdrant_backend import QdrantBackend
+    from engine.backends.qdrant.backend import QdrantBackend
 
     url = str(tmp_path / "edge") if kind == "edge" else ":memory:"
     be = QdrantBackend(store, url, "sg_test", repository="repo", exact=True)
     try:
-        be.open_spaces(fake_spaces())
-        rows, pid, dense, toks = reference(store)
-        assert be.check() == []
-        assert be.vector_counts() == {DENSE.name: len(dense), MULTI.name: len(toks)}
-        with be.view() as v:
-            assert v.chunk_count() == len(rows)
-            tokens = tokenize.tokenize_query("parse config w3 handle")
-            assert v.doc_freqs(tokens) == Lexical(store).doc_freqs(tokens)
-            want = Lexical(store).scores(tokens, 50, (1.0, 2.0, 1.0))
-            got = v.lexical(tokens, 50, (1.0, 2.0, 1.0))
-            assert set(got) == set(want)  # keys are the local chunk ids
-            assert all(got[c] == pytest.approx(s, rel=1e-4, abs=1e-5) for c, s in want.items())
-            some = list(rows)[:20]
-            fill = v.lexical(tokens, 0, (1.0, 2.0, 1.0), keys=some)
-            assert fill == pytest.approx(Lexical(store).scores(tokens, 0, (1.0, 2.0, 1.0), ids=some), rel=1e-4, abs=1e-5)
-            q = _unit(np.random.default_rng(9).normal(size=DENSE.dim))
-            sem = v.semantic(DENSE.name, q, 10)
-            cid = {p: c for c, p in pid.items()}
-            exact = {cid[p]: float(vec @ q) for p, vec in dense.items()}
-            assert top(sem, 10) == top(exact, 10)
-            code = [c for c, r in rows.items() if r.route == "code"][:5]
-            assert v.semantic_fill(DENSE.name, q, code) == pytest.approx({c: exact[c] for c in code}, abs=1e-5)
-            qt = _unit(np.random.default_rng(10).normal(size=(3, MULTI.dim)))
-            ms = v.semantic(MULTI.name, _unit(qt.mean(0)), len(toks) + 5, tokens=qt)
-            ref = {cid[p]: float((qt @ t.T).max(axis=1).sum() / 3) for p, t in toks.items()}
-            assert top(ms, 10) == top(ref, 10)
-            assert v.semantic_fill(MULTI.name, qt.mean(0), code) == {}
-            assert v.space_size(DENSE.name) == len(dense)
-            got_rows = v.rows(top(sem, 3), text=True)
-            assert {c: (r.path, r.symbol, r.text) for c, r in got_rows.items()} == \
-                {c: (rows[c].path, rows[c].symbol, rows[c].text) for c in top(sem, 3)}
+        be.open_spaces({DENSE.name: NS(name=DENSE.name, embedder=NS(dim=DENSE.dim, multi_vector=False),
+                                       routes=["code"], codec=None)})
+        rows, _, _, _ = reference(store)
+        q = _unit(np.random.default_rng(9).normal(size=DENSE.dim))
         with be.view(["tests/*"]) as v:
-            assert all(rows[c].path.startswith("tests/") for c in v.semantic(DENSE.name, q, 100))
-        # the write side: a file goes, the backend follows
-        gone = "src/pkg1/mod1.py"
-        with store.write() as con:
-            removed = store.delete_file(con, gone)
-        be.chunks_changed(removed, [])
-        assert be.check() == []
-        with be.view() as v:
-            assert not set(removed) & set(v.semantic(DENSE.name, q, 1000))
+            got = v.semantic(DENSE.name, q, 100)
+        assert got and all(rows[c].path.startswith("tests/") for c in got)
     finally:
         be.close()
 
@@ -476,7 +402,7 @@ def test_settings_and_cli_flags(tmp_path):
 
 
 def test_api_key_comes_from_the_named_variable(monkeypatch):
-    from engine.backends.qdrant import BackendError, open_target
+    from engine.backends.qdrant.index import BackendError, open_target
 
     monkeypatch.delenv("SG_TEST_QDRANT_KEY", raising=False)
     with pytest.raises(BackendError, match="SG_TEST_QDRANT_KEY"):

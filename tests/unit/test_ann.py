@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import ann
-from engine.ann import AnnIndex, sidecar_path
+from engine.backends.local import ann
+from engine.backends.local.ann import AnnIndex, sidecar_path
 
 
 def mixture(n: int, dim: int, clusters: int = 40, spread: float = 1.0, seed: int = 0) -> np.ndarray:

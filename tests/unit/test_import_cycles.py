@@ -115,5 +115,13 @@ def test_no_import_cycle_touches_the_model_modules():
 def test_model_modules_do_not_import_the_ann_code():
     g = graph()
     offenders = {m: sorted(d) for m, d in g.items() if m.startswith("engine.embed")
-                 for d in [{x for x in g[m] if x in ("engine.ann", "engine.exact_index", "engine.spaces")}] if d}
+                 for d in [{x for x in g[m] if x.startswith("engine.backends") or x == "engine.spaces"}] if d}
+    assert offenders == {}
+
+
+def test_ranking_and_indexing_see_only_the_backend_protocols():
+    """rank.py and indexer.py import engine/backends/base.py and nothing else of the backends (no ANN code)."""
+    g = graph()
+    offenders = {m: sorted(d) for m in ("engine.rank", "engine.indexer")
+                 for d in [{x for x in g[m] if x.startswith("engine.backends") and x != "engine.backends.base"}] if d}
     assert offenders == {}

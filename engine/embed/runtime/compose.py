@@ -4,7 +4,8 @@ runtime that stands in when the chosen one cannot run here. select.py builds bot
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Fallback(_Composed):
     """`primary` unless its load raises RuntimeUnavailable; then `backup()` (the same vector space), said once
     through `log` and kept in `note` for `sg models`."""
 
-    def __init__(self, primary, backup: Callable[[], object], log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, primary, backup: Callable[[], Any], log: Callable[[str], None] | None = None) -> None:
         self._copy_from(primary)
         self.primary = primary
         self._backup = backup

@@ -15,8 +15,8 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -287,7 +287,7 @@ def _verify(emb, directory: Path, layout: dict) -> float:
             continue  # query expansion is checked through OrtEmbedder in the tests
         out = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
         skip = np.asarray(layout["skip"], np.int64)
-        for row, s in enumerate(want):
+        for row in range(len(want)):
             a = ref[row]
             if emb.recipe.multi_vector:
                 keep = mask[row].astype(bool)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from . import RUNTIMES
 from .compose import Fallback, Split
@@ -133,7 +133,8 @@ def _choose_documents(precision: str, runtime: str, base_ident: str, onnx_ok: st
             return Choice("torch", "bf16", f"auto: no accuracy gate recorded for this model; torch bf16 as before on "
                                            f"a CPU with native bf16 ({flag_text(flags)})")
         if onnx_ok:
-            return Choice("torch", "fp32", f"auto: no accuracy gate recorded for this model, so fp32; torch ({onnx_ok})")
+            return Choice("torch", "fp32",
+                          f"auto: no accuracy gate recorded for this model, so fp32; torch ({onnx_ok})")
         return Choice("onnx", "fp32", "auto: no accuracy gate recorded for this model, so fp32 (ONNX Runtime)")
     speeds = record.get("speed", {})
     table = {k: v for k, v in (speeds.get(cls) or speeds.get("avx2") or {}).items() if not k.startswith("_")}

@@ -14,52 +14,12 @@ over an index it does not own; bm25s uses other formulas and cannot follow incre
 
 from __future__ import annotations
 
-import math
-import re
 import sqlite3
 from array import array
 
 import numpy as np
 
-K1, B = 1.2, 0.75  # FTS5's bm25() constants
-FTS_WORD = re.compile(r"[^\W]+", re.UNICODE)  # unicode61 with tokenchars '_': runs of word characters
-
-
-def fts_words(text: str | None) -> list[str]:
-    """The words FTS5 indexes for one column's stored text (its stored text is already lower-cased tokens)."""
-    return FTS_WORD.findall(text or "")
-
-
-def row_counts(cols, only=None) -> tuple[dict[str, list[int]], int]:
-    """Each word's count in each column of one FTS row (path, symbol, body) and the row's length in words, as
-    FTS5 counts them; with `only`, counts just those words (the length still counts every word)."""
-    counts: dict[str, list[int]] = {}
-    length = 0
-    for c, text in enumerate(cols):
-        ws = fts_words(text)
-        length += len(ws)
-        for w in ws:
-            if only is not None and w not in only:
-                continue
-            n = counts.get(w)
-            if n is None:
-                n = counts[w] = [0, 0, 0]
-            n[c] += 1
-    return counts, length
-
-
-def bm25_term(idf: float, freq, norm):
-    """One word's share of FTS5's bm25: `freq` its column-weighted count, `norm` k1 (1 - b + b dl / avgdl)."""
-    return idf * freq * (K1 + 1) / (freq + norm)
-
-
-def length_norm(length, avgdl: float):
-    """k1 (1 - b + b dl / avgdl): the length part of bm25's denominator."""
-    return K1 * (1 - B + B * length / avgdl)
-
-
-def idf_of(n_rows: int, df: int) -> float:
-    return max(math.log((n_rows - df + 0.5) / (df + 0.5)), 1e-6)
+from ..bm25 import bm25_term, length_norm, row_counts
 
 
 class Postings:

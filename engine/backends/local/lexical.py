@@ -1,5 +1,5 @@
 """The lexical engine: BM25 with FTS5's formula over the store's FTS index, served from an in-memory snapshot of
-the postings (engine.postings) once a long-lived process asks for it, else by FTS5 itself; the scores are the
+the postings (postings.py) once a long-lived process asks for it, else by FTS5 itself; the scores are the
 same either way."""
 
 from __future__ import annotations
@@ -9,31 +9,11 @@ import threading
 
 import numpy as np
 
-from .postings import Postings, bm25_term, idf_of, length_norm, row_counts
+from ..bm25 import bm25_term, idf_of, length_norm, row_counts, varints
+from .postings import Postings
 
 # In-memory postings are rebuilt once rows added or deleted since their snapshot pass this share of it
 _POSTINGS_CHURN = 0.1
-
-
-def _varints(blob: bytes) -> list[int]:
-    """SQLite's big-endian varints (7 bits a byte, the 9th byte whole), as FTS5 writes its records."""
-    out: list[int] = []
-    i = 0
-    while i < len(blob):
-        v = 0
-        for k in range(9):
-            if i >= len(blob):
-                return out
-            b = blob[i]
-            i += 1
-            if k == 8:
-                v = (v << 8) | b
-                break
-            v = (v << 7) | (b & 0x7F)
-            if not b & 0x80:
-                break
-        out.append(v)
-    return out
 
 
 class Lexical:
@@ -194,7 +174,7 @@ class Lexical:
         """(rows, tokens in all columns) of the FTS index, from its averages record (one read, no scan)."""
         con = con or self.store.connection()
         row = con.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
-        values = _varints(row[0]) if row and row[0] else []
+        values = varints(row[0]) if row and row[0] else []
         if len(values) >= 4:
             return values[0], sum(values[1:4])
         n = con.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]  # an empty or unknown record

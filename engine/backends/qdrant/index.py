@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SgError
-from ..postings import K1, B, fts_words, idf_of, row_counts
+from ...errors import SgError
+from ..bm25 import K1, B, fts_words, idf_of, row_counts
 
 NAMESPACE = uuid.UUID("6f1c3a52-52d5-4c5e-9a4e-9f0d2f1b7a10")  # sg's uuid5 namespace for point ids
 LEX, LEX_BODY, TERMS = "lex", "lex_body", "terms"

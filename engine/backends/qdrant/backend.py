@@ -1,6 +1,6 @@
-"""QdrantBackend: engine.backend's Protocols over a Qdrant collection, so the ranker runs unchanged on it.
+"""QdrantBackend: engine/backends/base.py's Protocols over a Qdrant collection, so the ranker runs unchanged on it.
 
-The store stays the record: the indexer's write-side calls push what changed (engine.backends.qdrant_sync) and
+The store stays the record: the indexer's write-side calls push what changed (sync.py) and
 reads come from Qdrant. Keys are the local store's chunk ids for points of this repository that are checked out
 here (so snippets, find-similar's exclusion and the editor's locations work as with the local backend), and the
 point id (a str) for any other point, whose row is built from its payload with the path shown as
@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..postings import fts_words
-from ..records import ChunkInfo
-from ..store import Store
-from .qdrant import Cond, QdrantIndex, SpaceSpec, glob_prefixes, open_target, point_id
-from .qdrant_sync import PushSpace, push, pushed
+from ...records import ChunkInfo
+from ...store import Store
+from ..bm25 import fts_words
+from .index import Cond, QdrantIndex, SpaceSpec, glob_prefixes, open_target, point_id
+from .sync import PushSpace, push, pushed
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class PayloadRow(ChunkInfo):
 
 
 class QdrantBackend:
-    """engine.backend.Backend on Qdrant (server, cluster, or the embedded engine in a directory)."""
+    """engine.backends.base.Backend on Qdrant (server, cluster, or the embedded engine in a directory)."""
 
     def __init__(self, store: Store, url: str, collection: str = "sg", *, repository: str, api_key_env: str = "",
                  all_repositories: bool = False, exact: bool = False, hnsw_ef: int = 128,

@@ -11,7 +11,7 @@ file, fsynced and os.replace()d; whichever order a crash interrupts, the digest 
 `load` returns None, so the caller rebuilds from the store.
 
 Where hnswlib is not installed (it ships only as a source archive and needs a compiler), the same class runs
-on exact numpy search (engine/exact_index.py); `BACKEND` and `AnnIndex.backend` say which one runs, and an
+on exact numpy search (exact_index.py); `BACKEND` and `AnnIndex.backend` say which one runs, and an
 index saved by one backend is never loaded by the other.
 """
 
@@ -40,7 +40,7 @@ _HASH_CHUNK = 1 << 20
 
 if hnswlib is not None:
     BACKEND = "hnswlib"
-    from .dist import dist_version
+    from ...dist import dist_version
 
     _HNSWLIB_VERSION = dist_version("hnswlib")
     _Index = hnswlib.Index
@@ -306,7 +306,8 @@ class AnnIndex:
         with self._lock:
             ids = [i for i in _as_ids(ids).tolist() if i not in self._deleted]
             try:
-                return np.asarray(ids, np.int64), self.vectors(ids)
+                live = np.asarray(ids, np.int64)
+                return live, self.vectors(live)
             except KeyError:
                 pass
             found, vecs = [], []

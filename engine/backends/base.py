@@ -1,7 +1,7 @@
 """The index backend interface: where the ranker gets its candidates and fusion inputs, and what the indexer tells
 the backend after each committed batch. The ranker (engine/rank.py) fuses, boosts and assembles hits from what a
-backend answers and never knows which backend runs; the embedded default is engine.local.LocalBackend (the SQLite
-store's BM25 and one hnswlib ANN per embedding space).
+backend answers and never knows which backend runs; the embedded default is engine.backends.local.LocalBackend (the
+SQLite store's BM25 and one hnswlib ANN per embedding space).
 
 The SQLite store stays the single source of truth for files, chunks and vectors (the indexer writes it); a backend
 is a searchable copy of it that the indexer keeps in step through the write side below. A second backend (Qdrant)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codec import Codec
-from ..store import ChunkRow, Store
-from .qdrant import ChunkPoint, QdrantIndex, SpaceSpec, point_id, sparse_doc
+from ...codec import Codec
+from ...store import ChunkRow, Store
+from ..bm25 import varints
+from .index import ChunkPoint, QdrantIndex, SpaceSpec, point_id, sparse_doc
 
 _TABLE = """CREATE TABLE IF NOT EXISTS qdrant_pushed (
     target TEXT NOT NULL, path TEXT NOT NULL, file_hash TEXT NOT NULL, PRIMARY KEY (target, path)) WITHOUT ROWID"""
@@ -72,9 +73,7 @@ def avg_length(store: Store) -> float:
     """The average chunk length in words over all columns, as FTS5's bm25() uses it."""
     con = store.connection()
     row = con.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
-    from ..lexical import _varints
-
-    values = _varints(row[0]) if row and row[0] else []
+    values = varints(row[0]) if row and row[0] else []
     if len(values) >= 4 and values[0]:
         return sum(values[1:4]) / values[0]
     return 1.0

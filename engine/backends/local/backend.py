@@ -1,5 +1,5 @@
-"""The embedded default backend (engine.backend): BM25 over the SQLite store's FTS index (engine.lexical) and one
-hnswlib ANN per embedding space (engine.spaces), all on this machine."""
+"""The embedded default backend (engine/backends/base.py's Protocols): BM25 over the SQLite store's FTS index
+(lexical.py) and one hnswlib ANN per embedding space (anns.py), all on this machine."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import score
-from .backend import Row
+from ... import score
+from ...settings import IndexSettings
+from ...spaces import Space
+from ...store import Store
+from ..base import Row
+from .ann import AnnIndex
+from .anns import AnnKeeper
 from .lexical import Lexical
-from .settings import IndexSettings
-from .spaces import AnnKeeper, Space
-from .store import Store
 
 
 class LocalView:
@@ -38,15 +40,16 @@ class LocalView:
 
     def semantic(self, space: str, pooled: np.ndarray, limit: int,
                  tokens: np.ndarray | None = None) -> dict[int, float]:
-        sp = self.backend.anns.spaces.get(space)
-        if sp is None:
+        sa = self.backend.anns.spaces.get(space)
+        if sa is None:
             return {}
-        with sp.lock:
-            if sp.ann is None or len(sp.ann) == 0:
+        with sa.lock:
+            if sa.ann is None or len(sa.ann) == 0:
                 return {}
-            ids, sims = sp.ann.search(pooled, limit)
+            ids, sims = sa.ann.search(pooled, limit)
         if tokens is None:
             return {int(i): float(v) for i, v in zip(ids, sims)}
+        sp = sa.space
         blobs = self.backend.store.token_blobs(sp.name, [int(i) for i in ids], con=self.con)
         order = [int(i) for i in ids if int(i) in blobs]
         if sp.codec is None or not order:
@@ -56,27 +59,27 @@ class LocalView:
         return {i: float(v) for i, v in zip(order, ms)}
 
     def semantic_fill(self, space: str, pooled: np.ndarray, keys: Sequence[int]) -> dict[int, float]:
-        sp = self.backend.anns.spaces.get(space)
-        if sp is None or sp.embedder.multi_vector:
+        sa = self.backend.anns.spaces.get(space)
+        if sa is None or sa.space.embedder.multi_vector:
             return {}
-        with sp.lock:  # the ANN holds every live pooled vector in memory: no store round trip
-            if sp.ann is None:
+        with sa.lock:  # the ANN holds every live pooled vector in memory: no store round trip
+            if sa.ann is None:
                 return {}
-            ids, vecs = sp.ann.lookup(list(keys))
+            ids, vecs = sa.ann.lookup(list(keys))
         if not len(ids):
             return {}
         return {int(i): float(v) for i, v in zip(ids, vecs @ pooled)}
 
     def space_size(self, space: str) -> int:
-        sp = self.backend.anns.spaces.get(space)
-        return len(sp.ann) if sp is not None and sp.ann is not None else 0
+        sa = self.backend.anns.spaces.get(space)
+        return len(sa.ann) if sa is not None and sa.ann is not None else 0
 
     def rows(self, keys: Sequence[int], text: bool = False) -> dict[int, Row]:
         return dict(self.backend.store.chunks_by_id(keys, con=self.con, text=text))  # typed as rows (ChunkRow is one)
 
 
 class LocalBackend:
-    """engine.backend.Backend over the store itself: chunk ids are the keys."""
+    """engine.backends.base.Backend over the store itself: chunk ids are the keys."""
 
     def __init__(self, store: Store, index_dir: Path, settings: IndexSettings):
         self.store = store
@@ -103,6 +106,11 @@ class LocalBackend:
     def save(self) -> None:
         self.anns.save()
 
+    def ann(self, space: str) -> AnnIndex | None:
+        """The candidate index of a space (None for a space not in use): for status and tests."""
+        sa = self.anns.spaces.get(space)
+        return sa.ann if sa is not None else None
+
     def vector_counts(self) -> dict[str, int]:
         return self.anns.counts()
 
@@ -114,5 +122,5 @@ class LocalBackend:
 
     def close(self) -> None:
         self.lexical.close()
-        if any(sp.dirty for sp in self.anns.spaces.values()):
+        if any(sa.dirty for sa in self.anns.spaces.values()):
             self.anns.save()
