@@ -344,8 +344,8 @@ def rerank(scored: Scored, rows: Mapping[Hashable, Row], texts: Mapping[Hashable
                 hit = [n for n in intent.names if n in owners]
             if hit:
                 named = any(_stem_named(row.path, n) for n in hit)
-                # a capitalised name asks for a type before a function or method of the same name
-                typed = row.kind == "class" and any(n[:1].isupper() for n in hit)
+                # a bare capitalised name asks for a type before a function or method of the same name
+                typed = intent.kind == "symbol" and row.kind == "class" and any(n[:1].isupper() for n in hit)
                 add(key, "definition", unit * (sizes.definition_named_file if named else 1.0)
                     * (sizes.definition_type if typed else 1.0))
     # query words in file names (natural language). Only a file with several candidate chunks is a topic named

@@ -83,7 +83,9 @@ def tokenizer_id(*, analyser: bool = True) -> str:
     """Names the tokenizer and the analysers in use; an index built under another id must be re-tokenized."""
     if not analyser:
         return f"sg-tok{TOKENIZER_VERSION}:ja=bigram,zh=bigram,ko=bigram"
-    ja = f"sudachi-A-{_version('sudachidict-core')}" if _SUDACHI.get() is not None else "bigram"
+    sudachi = _available(_SUDACHI, "sudachipy") and (_SUDACHI.tried or
+                                                      importlib.util.find_spec("sudachidict_core") is not None)
+    ja = f"sudachi-A-{_version('sudachidict-core')}" if sudachi else "bigram"
     zh = f"jieba-{_version('jieba')}" if _available(_JIEBA, "jieba") else "bigram"
     ko = f"kiwi-{_version('kiwipiepy')}" if _available(_KIWI, "kiwipiepy") else "bigram"
     return f"sg-tok{TOKENIZER_VERSION}:ja={ja},zh={zh},ko={ko}"

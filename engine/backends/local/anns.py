@@ -24,6 +24,7 @@ class SpaceAnn:
     ann: AnnIndex | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     dirty: bool = False  # the ANN changed since it was saved
+    saved: int | None = None  # the store generation its file carries (None: no current file)
 
     @property
     def name(self) -> str:
@@ -66,6 +67,7 @@ class AnnKeeper:
                 ann = AnnIndex.load(self.path(sa), self.store.generation, sa.space.embedder.dim)
                 sa.ann = ann if ann is not None else self.build(sa)
                 sa.dirty = ann is None
+                sa.saved = self.store.generation if ann is not None else None
 
     def drop(self, name: str) -> None:
         self.spaces.pop(name, None)
@@ -107,9 +109,11 @@ class AnnKeeper:
         gen = self.store.generation
         for sa in self.spaces.values():
             with sa.lock:
-                if sa.ann is not None and (sa.dirty or not only_dirty):
+                # unchanged and stamped with the current generation: rewriting the file (an fsync of megabytes)
+                # after every one-shot search's index pass would only cost time
+                if sa.ann is not None and (sa.dirty or (not only_dirty and sa.saved != gen)):
                     sa.ann.save(self.path(sa), gen)
-                    sa.dirty = False
+                    sa.dirty, sa.saved = False, gen
 
     def counts(self) -> dict[str, int]:
         return {name: len(sa.ann) if sa.ann is not None else 0 for name, sa in self.spaces.items()}
