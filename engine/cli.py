@@ -206,11 +206,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     if pending:
-        started = _embed_in_background(args, Path(engine.index_dir))
-        res.notes.append(f"{pending} chunks have no embeddings yet: lexical tier only (full ranking); "
-                         + ("they are being embedded in the background" if started else
-                            "another sg process is embedding them")
-                         + ", and later searches are hybrid (--wait waits for them)")
+        if args.no_background:
+            how = "`sg index` embeds them"
+        elif _embed_in_background(args, Path(engine.index_dir)):
+            how = "they are being embedded in the background, and later searches are hybrid"
+        else:
+            how = "another sg process is embedding them, and later searches are hybrid"
+        res.notes.append(f"{pending} chunks have no embeddings yet: lexical tier only (full ranking); {how} "
+                         "(--wait waits for them)")
     if args.json:
         print(json.dumps({"query": args.query, "mode": res.mode, "tiers": res.tiers,
                           "elapsedMs": round(res.elapsed_ms, 2), "models": res.models, "notes": res.notes,
@@ -416,6 +419,8 @@ def build_parser(extra: dict[str, str] | None = None) -> argparse.ArgumentParser
     p.add_argument("--wait", action="store_true",
                    help="embed everything first (default: answer lexically at once while a large backlog embeds "
                         "in the background)")
+    p.add_argument("--no-background", action="store_true",
+                   help="with a large backlog, answer lexically and start no background indexer")
     _common(p)
     p.set_defaults(func=cmd_search)
 
