@@ -117,6 +117,8 @@ class Ranker:
         words = navigate.content_tokens(q.tokens) if q.intent is not None and q.intent.kind != "symbol" else q.tokens
         lex_tokens = prune_common(words, v, s.max_token_share, budget=not q.doc_query) \
             if mode != "semantic" else words
+        # by name first: the main BM25 query below is the one whose scores the backend keeps for fill-in
+        by_name = self.named_candidates(v, q) if q.intent is not None else []
         if mode in ("hybrid", "lexical"):
             components["lexical"] = v.lexical(lex_tokens, n_cand, cols)
             comp_weights["lexical"] = 1.0 if mode == "lexical" else lw + (1 - lw) * unserved
@@ -141,7 +143,6 @@ class Ranker:
                     coverage = min(1.0, v.space_size(name) / max(v.chunk_count(), 1)) if mode == "hybrid" else 1.0
                     components[f"sem:{sp.embedder.name}"] = sims
                     comp_weights[f"sem:{sp.embedder.name}"] = w * (1 - lw if mode == "hybrid" else 1) * coverage
-        by_name = self.named_candidates(v, q) if q.intent is not None else []
         if len(components) > 1 or by_name:
             # found by name or path only: every component scores them too, so they can be fused
             self.fill_in(v, components, lex_tokens, cols, pooled, by_name)
