@@ -15,7 +15,7 @@ from .records import Hit
 MAX_PATTERNS = 100
 
 
-def _inside(path: Path, root: Path) -> str | None:
+def inside(path: Path, root: Path) -> str | None:
     """`path` relative to `root` as POSIX, or None when it is not inside (symlinks resolved as a last resort)."""
     path = Path(os.path.normpath(path))  # "src/../../etc" must not pass as inside
     for base in (root, root.resolve()):
@@ -48,7 +48,7 @@ def scope_patterns(patterns: list[Any] | None, roots: list[Path]) -> list[list[s
                 out[i].append(p.rstrip("/") or "*")
             continue
         for i, root in enumerate(roots):
-            rel = _inside(Path(p), root)
+            rel = inside(Path(p), root)
             if rel is not None and ".." not in PurePosixPath(rel).parts:
                 out[i].append(rel if rel != "." else "*")
                 break

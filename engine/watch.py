@@ -11,6 +11,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .multi import inside
+
 # What a change to a workspace-relative path is: its bytes changed (or it appeared), it went away, or it is a
 # folder (created, deleted or moved: only a walk knows what came or went with it).
 CHANGED, DELETED, DIR = "changed", "deleted", "dir"
@@ -164,20 +166,6 @@ class FileWatch:
 
     def stop(self) -> None:
         self.observer.stop()
-
-
-def inside(path: Path, root: Path) -> str | None:
-    """`path` relative to `root` as POSIX, or None when it is not inside (symlinks resolved as a last resort)."""
-    path = Path(os.path.normpath(path))  # "src/../../etc" must not pass as inside
-    for base in (root, root.resolve()):
-        try:
-            return path.relative_to(base).as_posix()
-        except ValueError:
-            pass
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except (ValueError, OSError):
-        return None
 
 
 def never_indexed(rel: str, root: Path, index_dir: Path) -> bool:
