@@ -49,13 +49,10 @@ class TrainableEncoder:
     def __init__(self, recipe, *, threads: int = 0, device: str = "cpu", batch_size: int = 32) -> None:
         import torch
 
-        from ..embed.transformer import TransformerEmbedder
+        from ..embed.runtime.torch import for_training
 
         self.recipe = recipe
-        self.emb = TransformerEmbedder(recipe, threads=threads, batch_size=batch_size).load()
-        for attr in ("_model", "_dense", "_encode_ids", "_suffix"):
-            if not hasattr(self.emb, attr):
-                raise ModelError(f"the embedder no longer exposes {attr}; engine/tune/train.py must follow it")
+        self.emb = for_training(recipe, threads=threads, batch_size=batch_size)
         self.multi = recipe.multi_vector
         self.dim = recipe.dim
         self.max_length = recipe.max_length
@@ -65,12 +62,15 @@ class TrainableEncoder:
 
     @property
     def model(self):
-        return self.emb._model
+        return self.emb.backbone
 
     def to(self, device) -> None:
         self.device = device
-        self.emb._model = self.emb._model.to(device)
-        self.emb._dense = [(w.to(device), None if b is None else b.to(device), a) for w, b, a in self.emb._dense]
+        self.emb.to_device(device)
+
+    def use_model(self, model) -> None:
+        """Train and encode through `model` from now on (the backbone prepared by accelerate)."""
+        self.emb.replace_backbone(model)
 
     # -- LoRA --------------------------------------------------------------------------------------------------
     def add_lora(self, lora: LoraSettings) -> None:
@@ -85,7 +85,16 @@ class TrainableEncoder:
                 self.peft = get_peft_model(self.model, cfg)
         except ValueError as exc:
             raise ConfigError(f"LoRA cannot attach to {targets} in {type(self.model).__name__}: {exc}") from exc
-        self.emb._model = self.peft
+        self.emb.replace_backbone(self.peft)
+
+    def merge_adapter(self):
+        """Fold the LoRA weights into the backbone; the encoder runs the merged model from then on."""
+        if self.peft is None:
+            raise ModelError("no adapter to merge")
+        merged = self.peft.merge_and_unload()
+        self.emb.replace_backbone(merged)
+        self.peft = None
+        return merged
 
     def train_mode(self, base_dropout: bool) -> None:
         """Training mode; without base dropout only the LoRA dropout layers train (eval-mode attention is ~2x
@@ -113,11 +122,7 @@ class TrainableEncoder:
 
     # -- encoding ----------------------------------------------------------------------------------------------
     def ids(self, texts: list[str], query: bool, max_len: int = 0) -> list[list[int]]:
-        seqs = self.emb._encode_ids(list(texts), query)
-        if max_len and max_len < self.max_length:
-            suffix = list(self.emb._suffix)
-            seqs = [s if len(s) <= max_len else s[: max_len - len(suffix)] + suffix for s in seqs]
-        return seqs
+        return self.emb.token_ids(texts, query, max_len)
 
     def forward(self, seqs: list[list[int]], query: bool):
         """Vectors with gradients: (n, dim) for single-vector models, else ((n, T, dim), keep mask (n, T))."""
@@ -362,7 +367,8 @@ def train(enc: TrainableEncoder, pairs: list[Pair], heldout: list[Pair], ts: Tra
             from accelerate import Accelerator
 
             accel = Accelerator(gradient_accumulation_steps=ts.grad_accum)
-            enc.emb._model, opt = accel.prepare(enc.model, opt)
+            model, opt = accel.prepare(enc.model, opt)
+            enc.use_model(model)
             enc.to(accel.device)
         except ImportError:
             log("accelerate is not installed: training on one device")
