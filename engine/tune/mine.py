@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..chunk.languages import source_rules
 from ..embed.render import render_for_embedding
 from ..score import split_identifier  # noqa: F401  (getUserName -> get, user, name; re-exported for the tests)
 from .config import MiningConfig
@@ -157,7 +158,7 @@ def _docstring_lines(text: str) -> tuple[list[str], tuple[int, int] | None]:
 
 def strip_doc(text: str, doc: str, language: str) -> str:
     """The chunk text without its docstring / leading doc comment (so a docstring query cannot be copied)."""
-    if language == "python":
+    if source_rules(language).doc_in_body:
         lines, span = _docstring_lines(text)
         if span is not None:
             return "\n".join(lines[:span[0]] + lines[span[1] + 1:])
@@ -186,7 +187,7 @@ def doc_rest(text: str, doc: str, language: str) -> str:
     Code as search sees it keeps its docstrings, so a positive that keeps the rest of one looks like it; the first
     paragraph goes because the query was taken from it. Without a rest (or outside Python) the docstring goes."""
     parts = re.split(r"\n\s*\n", clean_doc(doc), maxsplit=1)
-    if language != "python" or len(parts) < 2 or not parts[1].strip():
+    if not source_rules(language).doc_in_body or len(parts) < 2 or not parts[1].strip():
         return strip_doc(text, doc, language)
     lines, span = _docstring_lines(text)
     if span is None:
@@ -254,10 +255,10 @@ def _units(rows: Iterable[ChunkRow], cfg: MiningConfig, stats: MineStats,
         rs.sort(key=lambda r: (r.start_line, r.id))
         first = rs[0]
         doc = first.doc
-        if not doc and first.language == "python":
+        in_body = source_rules(first.language).doc_in_body
+        if not doc and in_body:
             doc = python_docstring(first.text)[0]
-        stripped = strip_doc(first.text, first.doc, first.language) if doc or first.language == "python" \
-            else first.text
+        stripped = strip_doc(first.text, first.doc, first.language) if doc or in_body else first.text
         u = _Unit(first, {r.id for r in rs}, doc or "", stripped,
                   doc_rest(first.text, doc, first.language) if doc and cfg.positive_docs == "rest" else "")
         units.append(u)
@@ -271,17 +272,15 @@ def _units(rows: Iterable[ChunkRow], cfg: MiningConfig, stats: MineStats,
 
 # -- imports --------------------------------------------------------------------------------------------------
 
-_PY_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)", re.MULTILINE)
-_JS_IMPORT = re.compile(r"^\s*import\s+(?:type\s+)?(.+?)\s+from\s+['\"]([^'\"]+)['\"]", re.MULTILINE)
-_RUST_USE = re.compile(r"^\s*(?:pub\s+)?use\s+([^;]+);", re.MULTILINE)
-_JAVA_IMPORT = re.compile(r"^\s*import\s+(?:static\s+)?([\w.]+)\s*;?", re.MULTILINE)
-
-
 def imported_names(text: str, language: str) -> list[tuple[str, str]]:
-    """(name as used in code, module it came from) for a file's imports; cheap regexes, not a parser."""
+    """(name as used in code, module it came from) for a file's imports; cheap regexes (the language's
+    SOURCE_RULES in engine/chunk/languages.py), not a parser."""
+    rules = source_rules(language)
+    if rules.imports is None:
+        return []
     out: list[tuple[str, str]] = []
-    if language == "python":
-        for module, names in _PY_IMPORT.findall(text):
+    if rules.import_syntax == "python":
+        for module, names in rules.imports.findall(text):
             for item in names.strip().strip("()").replace("\\", " ").split(","):
                 parts = item.split()
                 if not parts or parts[0] == "*":
@@ -291,20 +290,20 @@ def imported_names(text: str, language: str) -> list[tuple[str, str]]:
                     out.append((alias or parts[0], module))
                 else:  # import a.b (used as a.b.x) / import a.b as c
                     out.append((alias or parts[0].split(".")[0], parts[0]))
-    elif language in ("javascript", "typescript", "tsx", "jsx"):
-        for names, module in _JS_IMPORT.findall(text):
+    elif rules.import_syntax == "ecmascript":
+        for names, module in rules.imports.findall(text):
             for n in re.findall(r"[A-Za-z_$][\w$]*", names.replace(" as ", " ")):
                 if n not in ("type", "from"):
                     out.append((n, module))
-    elif language == "rust":
-        for spec in _RUST_USE.findall(text):
+    elif rules.import_syntax == "rust":
+        for spec in rules.imports.findall(text):
             module = spec.split("::{")[0]
             names = spec.split("::")[-1] if "{" not in spec else spec.split("{", 1)[1]
             for n in re.findall(r"\b[A-Za-z_]\w*\b", names):
                 if n not in ("self", "super", "crate", "as"):
                     out.append((n, module))
-    elif language in ("java", "kotlin", "scala", "csharp", "c_sharp"):
-        for spec in _JAVA_IMPORT.findall(text):
+    elif rules.import_syntax == "java":
+        for spec in rules.imports.findall(text):
             out.append((spec.split(".")[-1], spec))
     return [(n, m) for n, m in out if len(n) >= 3]
 
