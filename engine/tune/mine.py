@@ -314,6 +314,183 @@ Render = Callable[[object], str]
 Lexical = Callable[[str, int], dict[int, float]]
 
 
+class _Miner:
+    """One mining pass over an index's units: the pairs of each kind, the kept ones, their hard negatives. The
+    seeded choices happen in that order, so a seed gives the same pairs."""
+
+    def __init__(self, units: list[_Unit], id_to_key: dict[int, str], cfg: MiningConfig, render: Render,
+                 rng: random.Random, stats: MineStats) -> None:
+        self.cfg, self.render, self.rng, self.stats = cfg, render, rng, stats
+        self.id_to_key = id_to_key
+        self.by_key = {u.key: u for u in units}
+        self.by_file: dict[str, list[_Unit]] = defaultdict(list)
+        for u in units:
+            self.by_file[u.row.path].append(u)
+        self.units = units
+        self.keep_docs = cfg.positive_docs == "rest"  # positives keep their docstrings unless a caller strips them
+
+    def rendered(self, u: _Unit, *, strip: bool | None = None, symbol: str | None = None,
+                 text: str | None = None) -> str:
+        strip = not self.keep_docs if strip is None else strip
+        row = dataclasses.replace(u.row, text=text or (u.stripped if strip else u.row.text),
+                                  symbol=u.row.symbol if symbol is None else symbol)
+        return self.render(row)
+
+    def code_ok(self, u: _Unit) -> bool:
+        return len(u.stripped.strip()) >= self.cfg.min_code_chars
+
+    def pair(self, query: str, u: _Unit, positive: str, kind: str) -> Pair:
+        return Pair(query, positive, path=u.row.path, symbol=u.row.symbol, kind=kind, language=u.row.language,
+                    key=u.key)
+
+    def doc_pairs(self) -> list[Pair]:
+        """A docstring's first sentence (and, when longer, its first paragraph) -> the function without it."""
+        cfg, out = self.cfg, []
+        for u in self.units:
+            if not u.doc:
+                continue
+            q = first_sentence(u.doc)
+            n = len(_words(q))
+            if n < cfg.min_query_words or _JUNK_START.match(q) or _GENERATED.search(q):
+                self.stats.drop("doc: short or not a description")
+                continue
+            if not self.code_ok(u):
+                self.stats.drop("doc: too little code")
+                continue
+            if n > cfg.max_query_words:
+                q = " ".join(q.split()[: cfg.max_query_words])
+            out.append(self.pair(q, u, self.rendered(u, strip=True, text=u.rest), "doc"))
+            if cfg.doc_paragraph_pairs:
+                para = first_paragraph(u.doc, cfg.max_query_words)
+                if len(_words(para)) >= n + 3:
+                    out.append(self.pair(para, u, out[-1].positive, "doc"))
+        return out
+
+    def name_pairs(self) -> list[Pair]:
+        """A function's name in words -> the function, its name left out of the rendered header."""
+        out = []
+        for u in self.units:
+            if u.row.kind not in ("function", "method") and "function" not in u.row.kind:
+                continue
+            leaf = re.split(r"[.:#]+|::", u.row.symbol)[-1]
+            if leaf.startswith("__") and leaf.endswith("__"):
+                continue
+            words = split_identifier(leaf)
+            if len(words) < self.cfg.min_name_words or not self.code_ok(u):
+                continue
+            out.append(self.pair(" ".join(words), u, self.rendered(u, symbol=""), "name"))
+        return out
+
+    def class_pairs(self) -> list[Pair]:
+        """A class's name -> one of its methods (its docstring already asks for the class itself)."""
+        out = []
+        for u in self.units:
+            if u.row.kind != "class":
+                continue
+            prefix = u.row.symbol + "."
+            methods = [m for m in self.by_file[u.row.path] if m.row.symbol.startswith(prefix) and self.code_ok(m)]
+            if not methods:
+                continue
+            q = " ".join(split_identifier(u.row.symbol.split(".")[-1]))
+            if len(_words(q)) < self.cfg.min_name_words:
+                continue
+            m = self.rng.choice(methods)
+            out.append(self.pair(q, m, self.rendered(m, symbol=m.row.symbol[len(prefix):]), "class"))
+        return out
+
+    def import_pairs(self, root: Path) -> list[Pair]:
+        """An imported name (and its module's last word) -> a function of that file that uses it."""
+        out = []
+        for path, us in self.by_file.items():
+            try:
+                if (root / path).stat().st_size > 1 << 20:
+                    continue
+                text = (root / path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            seen: set[str] = set()
+            for name, module in imported_names(text, us[0].row.language):
+                if name in seen:
+                    continue
+                seen.add(name)
+                pat = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+                users = [u for u in us if u.row.kind != "class" and self.code_ok(u) and pat.search(u.stripped)]
+                if not users:
+                    continue
+                u = self.rng.choice(users)
+                words = split_identifier(name)
+                mod_words = [w for w in split_identifier(module.split(".")[-1].split("/")[-1].split("::")[-1])
+                             if w not in words]
+                q = " ".join(words + mod_words)
+                if len(_words(q)) < self.cfg.min_name_words:
+                    continue
+                out.append(self.pair(q, u, self.rendered(u), "import"))
+        return out
+
+    def keep(self, candidates: dict[str, list[Pair]]) -> list[Pair]:
+        """Unambiguous pairs within each kind's share, at most max_pairs.
+
+        A query that several functions answer is ambiguous: dropped (copied docstrings, `pytest_addoption` in
+        every plugin). Across kinds the first kind keeps a query (docstrings first)."""
+        cfg, stats, rng = self.cfg, self.stats, self.rng
+        pairs: list[Pair] = []
+        seen_pos: set[tuple[str, str]] = set()
+        taken: set[str] = set()
+        base = max(len(candidates["doc"]), 200)
+        shares = {"doc": None, "name": cfg.name_share, "class": cfg.class_share, "import": cfg.import_share}
+        for kind in ("doc", "name", "class", "import"):
+            counts = Counter(_norm_query(p.query) for p in candidates[kind])
+            kept = []
+            for p in candidates[kind]:
+                nq = _norm_query(p.query)
+                if counts[nq] > 1 or nq in taken:
+                    stats.drop(f"{kind}: duplicated query")
+                    continue
+                if (nq, p.positive) in seen_pos:
+                    continue
+                seen_pos.add((nq, p.positive))
+                kept.append(p)
+            taken.update(_norm_query(p.query) for p in kept)
+            share = shares[kind]
+            if share is not None:
+                cap = int(share * base)
+                if len(kept) > cap:
+                    rng.shuffle(kept)
+                    stats.drop(f"{kind}: over its share", len(kept) - cap)
+                    kept = sorted(kept[:cap], key=lambda p: (p.path, p.symbol))
+            pairs += kept
+        if len(pairs) > cfg.max_pairs:
+            rng.shuffle(pairs)
+            stats.drop("over max_pairs", len(pairs) - cfg.max_pairs)
+            pairs = pairs[: cfg.max_pairs]
+        return pairs
+
+    def negatives(self, p: Pair, lexical: Lexical | None) -> list[str]:
+        """Same-file functions, then BM25 neighbours; never the positive itself or a chunk overlapping it."""
+        cfg = self.cfg
+        u = self.by_key[p.key]
+        negs: list[_Unit] = []
+        if cfg.same_file_negatives:
+            others = [o for o in self.by_file[u.row.path] if o.key != u.key and not o.overlaps(u) and self.code_ok(o)]
+            negs += self.rng.sample(others, min(cfg.same_file_negatives, len(others)))
+        if lexical is not None and cfg.bm25_negatives:
+            got = 0
+            taken = {n.key for n in negs}
+            for cid, _ in sorted(lexical(p.query, cfg.bm25_depth).items(), key=lambda kv: -kv[1]):
+                k = self.id_to_key.get(cid)
+                if k is None or k == u.key or k in taken:
+                    continue
+                o = self.by_key[k]
+                if o.overlaps(u) or not self.code_ok(o):
+                    continue
+                negs.append(o)
+                taken.add(k)
+                got += 1
+                if got >= cfg.bm25_negatives:
+                    break
+        return [self.rendered(o, strip=cfg.strip_negative_docs and not self.keep_docs) for o in negs]
+
+
 def mine_pairs(rows: Iterable[ChunkRow], cfg: MiningConfig, render: Render, lexical: Lexical | None = None,
                root: Path | None = None, seed: int = 0, stats: MineStats | None = None) -> list[Pair]:
     """Pairs from the chunks of an index (ChunkRow-like objects), deduplicated, with hard negatives.
@@ -322,163 +499,17 @@ def mine_pairs(rows: Iterable[ChunkRow], cfg: MiningConfig, render: Render, lexi
     whose text lost its docstring. `lexical(query, limit)` returns chunk id -> BM25 score (hard negatives).
     """
     stats = stats if stats is not None else MineStats()
-    rng = random.Random(seed)
     units, id_to_key = _units(rows, cfg, stats, root)
-    by_key = {u.key: u for u in units}
-    by_file: dict[str, list[_Unit]] = defaultdict(list)
-    for u in units:
-        by_file[u.row.path].append(u)
-
-    keep_docs = cfg.positive_docs == "rest"  # positives keep their docstrings unless a caller strips them
-
-    def rendered(u: _Unit, *, strip: bool = not keep_docs, symbol: str | None = None, text: str | None = None) -> str:
-        row = dataclasses.replace(u.row, text=text or (u.stripped if strip else u.row.text),
-                                  symbol=u.row.symbol if symbol is None else symbol)
-        return render(row)
-
-    def code_ok(u: _Unit) -> bool:
-        body = u.stripped.strip()
-        return len(body) >= cfg.min_code_chars
-
-    candidates: dict[str, list[Pair]] = {k: [] for k in ("doc", "name", "class", "import")}
-    if cfg.doc_pairs:
-        for u in units:
-            if not u.doc:
-                continue
-            q = first_sentence(u.doc)
-            n = len(_words(q))
-            if n < cfg.min_query_words or _JUNK_START.match(q) or _GENERATED.search(q):
-                stats.drop("doc: short or not a description")
-                continue
-            if not code_ok(u):
-                stats.drop("doc: too little code")
-                continue
-            if n > cfg.max_query_words:
-                q = " ".join(q.split()[: cfg.max_query_words])
-            candidates["doc"].append(Pair(q, rendered(u, strip=True, text=u.rest), path=u.row.path,
-                                          symbol=u.row.symbol, kind="doc", language=u.row.language, key=u.key))
-            if cfg.doc_paragraph_pairs:
-                para = first_paragraph(u.doc, cfg.max_query_words)
-                if len(_words(para)) >= n + 3:
-                    candidates["doc"].append(Pair(para, candidates["doc"][-1].positive, path=u.row.path,
-                                                  symbol=u.row.symbol, kind="doc", language=u.row.language,
-                                                  key=u.key))
-    if cfg.name_pairs:
-        for u in units:
-            if u.row.kind not in ("function", "method") and "function" not in u.row.kind:
-                continue
-            leaf = re.split(r"[.:#]+|::", u.row.symbol)[-1]
-            if leaf.startswith("__") and leaf.endswith("__"):
-                continue
-            words = split_identifier(leaf)
-            if len(words) < cfg.min_name_words or not code_ok(u):
-                continue
-            # the symbol's own words leave the rendered header, so the pair is not a pure copy
-            candidates["name"].append(Pair(" ".join(words), rendered(u, symbol=""),
-                                           path=u.row.path, symbol=u.row.symbol, kind="name",
-                                           language=u.row.language, key=u.key))
-    if cfg.class_pairs:
-        for u in units:
-            if u.row.kind != "class":
-                continue
-            prefix = u.row.symbol + "."
-            methods = [m for m in by_file[u.row.path] if m.row.symbol.startswith(prefix) and code_ok(m)]
-            if not methods:
-                continue
-            # the class's docstring already asks for the class itself (a doc pair), so its name asks for a method
-            q = " ".join(split_identifier(u.row.symbol.split(".")[-1]))
-            if len(_words(q)) < cfg.min_name_words:
-                continue
-            m = rng.choice(methods)
-            leaf = m.row.symbol[len(prefix):]
-            candidates["class"].append(Pair(q, rendered(m, symbol=leaf), path=m.row.path,
-                                            symbol=m.row.symbol, kind="class", language=m.row.language,
-                                            key=m.key))
-    if cfg.import_pairs and root is not None:
-        for path, us in by_file.items():
-            lang = us[0].row.language
-            try:
-                if (root / path).stat().st_size > 1 << 20:
-                    continue
-                text = (root / path).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            seen: set[str] = set()
-            for name, module in imported_names(text, lang):
-                if name in seen:
-                    continue
-                seen.add(name)
-                pat = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
-                users = [u for u in us if u.row.kind != "class" and code_ok(u) and pat.search(u.stripped)]
-                if not users:
-                    continue
-                u = rng.choice(users)
-                words = split_identifier(name)
-                mod_words = [w for w in split_identifier(module.split(".")[-1].split("/")[-1].split("::")[-1])
-                             if w not in words]
-                q = " ".join(words + mod_words)
-                if len(_words(q)) < cfg.min_name_words:
-                    continue
-                candidates["import"].append(Pair(q, rendered(u), path=u.row.path,
-                                                 symbol=u.row.symbol, kind="import", language=u.row.language,
-                                                 key=u.key))
-
-    # A query that several functions answer is ambiguous: drop it (copied docstrings, `pytest_addoption` in
-    # every plugin). Across kinds the first kind keeps a query (docstrings first).
-    pairs: list[Pair] = []
-    seen_pos: set[tuple[str, str]] = set()
-    taken: set[str] = set()
-    base = max(len(candidates["doc"]), 200)
-    shares = {"doc": None, "name": cfg.name_share, "class": cfg.class_share, "import": cfg.import_share}
-    for kind in ("doc", "name", "class", "import"):
-        counts = Counter(_norm_query(p.query) for p in candidates[kind])
-        kept = []
-        for p in candidates[kind]:
-            nq = _norm_query(p.query)
-            if counts[nq] > 1 or nq in taken:
-                stats.drop(f"{kind}: duplicated query")
-                continue
-            if (nq, p.positive) in seen_pos:
-                continue
-            seen_pos.add((nq, p.positive))
-            kept.append(p)
-        taken.update(_norm_query(p.query) for p in kept)
-        share = shares[kind]
-        if share is not None:
-            cap = int(share * base)
-            if len(kept) > cap:
-                rng.shuffle(kept)
-                stats.drop(f"{kind}: over its share", len(kept) - cap)
-                kept = sorted(kept[:cap], key=lambda p: (p.path, p.symbol))
-        pairs += kept
-    if len(pairs) > cfg.max_pairs:
-        rng.shuffle(pairs)
-        stats.drop("over max_pairs", len(pairs) - cfg.max_pairs)
-        pairs = pairs[: cfg.max_pairs]
-
-    # hard negatives: same file, then BM25 neighbours; never the positive itself or a chunk overlapping it
+    miner = _Miner(units, id_to_key, cfg, render, random.Random(seed), stats)
+    candidates = {  # built in this order: the seeded choices follow it
+        "doc": miner.doc_pairs() if cfg.doc_pairs else [],
+        "name": miner.name_pairs() if cfg.name_pairs else [],
+        "class": miner.class_pairs() if cfg.class_pairs else [],
+        "import": miner.import_pairs(root) if cfg.import_pairs and root is not None else [],
+    }
+    pairs = miner.keep(candidates)
     for p in pairs:
-        u = by_key[p.key]
-        negs: list[_Unit] = []
-        if cfg.same_file_negatives:
-            others = [o for o in by_file[u.row.path] if o.key != u.key and not o.overlaps(u) and code_ok(o)]
-            negs += rng.sample(others, min(cfg.same_file_negatives, len(others)))
-        if lexical is not None and cfg.bm25_negatives:
-            got = 0
-            taken = {n.key for n in negs}
-            for cid, _ in sorted(lexical(p.query, cfg.bm25_depth).items(), key=lambda kv: -kv[1]):
-                k = id_to_key.get(cid)
-                if k is None or k == u.key or k in taken:
-                    continue
-                o = by_key[k]
-                if o.overlaps(u) or not code_ok(o):
-                    continue
-                negs.append(o)
-                taken.add(k)
-                got += 1
-                if got >= cfg.bm25_negatives:
-                    break
-        p.negatives = [rendered(o, strip=cfg.strip_negative_docs and not keep_docs) for o in negs]
+        p.negatives = miner.negatives(p, lexical)
     for p in pairs:
         stats.kinds[p.kind] = stats.kinds.get(p.kind, 0) + 1
         stats.languages[p.language] = stats.languages.get(p.language, 0) + 1
