@@ -106,7 +106,7 @@ class EvalPool:
     gold: list[int]
 
     def measure(self, emb) -> dict:
-        from .train import evaluate_embedder
+        from .measure import evaluate_embedder
 
         return {**evaluate_embedder(emb, self.queries, self.docs, self.gold), "pool": len(self.docs)}
 
@@ -242,7 +242,7 @@ def base_model(run: TuneRun):
 def measure_before(run: TuneRun, sp: Split, enc) -> EvalPool:
     """The held-out pool (positives, hard negatives, a sample of the indexed chunks) and the base model's score
     on it. The held-out functions' other pairs are only kept out of training."""
-    from .train import eval_pool
+    from .measure import eval_pool
 
     held_keys = {p.key for p in sp.heldout}
     cfg = run.cfg
