@@ -181,3 +181,42 @@ LANGS["tsx"] = LANGS["typescript"]
 
 _CPP_HINT = re.compile(r"^\s*(?:namespace\s+\w+\s*\{|template\s*<|class\s+\w+[^;]*\{|(?:public|private|protected):)"
                        r"|\bstd::|#include\s*<(?:vector|string|memory|map|iostream)>", re.M)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Documentation and imports, as the pair miner reads them (engine/tune/mine.py)
+
+
+@dataclass(frozen=True)
+class SourceRules:
+    """Where a language documents a definition and how a file imports names."""
+
+    doc_in_body: bool = False  # a string literal opening the body (Python docstrings); else a comment block above
+    imports: re.Pattern[str] | None = None  # one match per import statement; None: imports are not read
+    import_syntax: str = ""  # how a match splits into names: python | ecmascript | rust | java
+
+
+_ECMA_IMPORT = re.compile(r"^\s*import\s+(?:type\s+)?(.+?)\s+from\s+['\"]([^'\"]+)['\"]", re.MULTILINE)
+_JAVA_IMPORT = re.compile(r"^\s*import\s+(?:static\s+)?([\w.]+)\s*;?", re.MULTILINE)
+_ECMA = SourceRules(imports=_ECMA_IMPORT, import_syntax="ecmascript")
+_JVM = SourceRules(imports=_JAVA_IMPORT, import_syntax="java")
+
+SOURCE_RULES: dict[str, SourceRules] = {
+    "python": SourceRules(
+        doc_in_body=True, import_syntax="python",
+        imports=re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)", re.MULTILINE)),
+    "javascript": _ECMA,
+    "typescript": _ECMA,
+    "tsx": _ECMA,
+    "rust": SourceRules(imports=re.compile(r"^\s*(?:pub\s+)?use\s+([^;]+);", re.MULTILINE), import_syntax="rust"),
+    "java": _JVM,
+    "kotlin": _JVM,
+    "scala": _JVM,
+    "csharp": _JVM,
+}
+_NO_RULES = SourceRules()
+
+
+def source_rules(language: str) -> SourceRules:
+    """The language's row of SOURCE_RULES; comment documentation and no imports read for the others."""
+    return SOURCE_RULES.get(language, _NO_RULES)

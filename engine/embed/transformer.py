@@ -206,7 +206,7 @@ class TransformerEmbedder(LoadsOnce):
         return [head + list(body) + self._suffix for body in enc]
 
     def forward_batch(self, seqs: list[list[int]], query: bool, device=None):
-        """Vectors for already-encoded sequences (see `_encode_ids`), differentiable outside inference mode.
+        """Vectors for already-encoded sequences (see `token_ids`), differentiable outside inference mode.
 
         Single-vector: a normalised (n, dim) tensor. Multi-vector: normalised (n, T, dim) token vectors and
         the (n, T) mask of the ones to keep. `sg tune` trains through this, so training sees exactly the
@@ -241,12 +241,51 @@ class TransformerEmbedder(LoadsOnce):
         else:
             hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
         if r.multi_vector:
-            hidden = torch.nn.functional.normalize(self._project(hidden), dim=-1)
+            hidden = torch.nn.functional.normalize(self.project(hidden), dim=-1)
             if not query and self._skip:
                 for tid in self._skip:
                     keep &= input_ids != tid
             return hidden, keep
-        return torch.nn.functional.normalize(self._project(_pool(hidden, mask, r.pooling)), dim=-1)
+        return torch.nn.functional.normalize(self.project(self.pool(hidden, mask)), dim=-1)
+
+    # -- the training surface: what `sg tune` (engine/tune/train.py) may use -------------------------------------
+
+    @property
+    def backbone(self):
+        """The loaded transformers encoder (a torch.nn.Module) that every forward pass runs through."""
+        self.load()
+        return self._model
+
+    def replace_backbone(self, model) -> None:
+        """Run every later forward pass through `model`: the backbone wrapped in LoRA layers while training, the
+        merged model after. A traced query path belongs to the model it was traced from, so it is not reused."""
+        self.load()
+        self._model = model
+
+    def to_device(self, device) -> None:
+        """Move the backbone and the projection weights to `device` (a torch.device or its name)."""
+        self.load()
+        self._model = self._model.to(device)
+        self._dense = [(w.to(device), None if b is None else b.to(device), a) for w, b, a in self._dense]
+
+    def token_ids(self, texts: list[str], query: bool, max_length: int = 0) -> list[list[int]]:
+        """Token ids exactly as embedding sees them (prompt, markers, special tokens). `max_length` below the
+        model's cuts longer sequences to that many tokens, keeping the closing special tokens."""
+        self.load()
+        seqs = self._encode_ids(list(texts), query)
+        if max_length and max_length < self.max_length:
+            suffix = list(self._suffix)
+            seqs = [s if len(s) <= max_length else s[: max_length - len(suffix)] + suffix for s in seqs]
+        return seqs
+
+    def pool(self, hidden, mask):
+        """One vector per sequence from (n, T, width) hidden states and their (n, T) attention mask, as the
+        recipe pools (single-vector models)."""
+        return _pool(hidden, mask, self.recipe.pooling)
+
+    def project(self, x):
+        """The recipe's dense projections (with their activations) applied to pooled or token vectors."""
+        return self._project(x)
 
     def _query_trace(self):
         """The backbone traced and frozen (TorchScript) for one query padded to _TRACE_WIDTH tokens: a search

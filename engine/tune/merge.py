@@ -126,9 +126,7 @@ def save_merged(enc, recipe, base_root: Path, out_dir: Path) -> tuple[Path, Path
     enc.to("cpu")
     adapter_dir = out_dir / "adapter"
     enc.peft.save_pretrained(str(adapter_dir))
-    merged = enc.peft.merge_and_unload()
-    enc.emb._model = merged
-    enc.peft = None
+    merged = enc.merge_adapter()
     merged.eval()
     backbone = Path(recipe.directory).resolve()
     base_root = Path(base_root).resolve()

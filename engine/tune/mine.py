@@ -9,23 +9,23 @@ hits that are not the positive).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import glob
 import gzip
 import json
 import random
 import re
-import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..chunk.languages import source_rules
 from ..embed.render import render_for_embedding
 from ..score import split_identifier  # noqa: F401  (getUserName -> get, user, name; re-exported for the tests)
 from .config import MiningConfig
+from .source import doc_rest, first_paragraph, first_sentence, imported_names, python_docstring, strip_doc
 
 if TYPE_CHECKING:
     from ..store import ChunkRow
@@ -70,131 +70,6 @@ class MineStats:
 
     def drop(self, why: str, n: int = 1) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + n
-
-
-# -- text helpers ---------------------------------------------------------------------------------------------
-
-_COMMENT_PREFIX = re.compile(r"^\s*(///?!?|//|/\*\*?|\*/|\*|#!?|--|;;+|%+)\s?")
-_RST_ROLE = re.compile(r":[\w:+-]+:`(~?)([^`<]*?)(?:\s*<[^>]*>)?`")
-_SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z0-9(\"'`\[]|\s*$)")
-
-
-def clean_doc(doc: str) -> str:
-    """A docstring or doc comment as plain text: comment markers and common indentation removed."""
-    lines = doc.replace("\r\n", "\n").split("\n")
-    if any(_COMMENT_PREFIX.match(ln) for ln in lines if ln.strip()) and all(
-            _COMMENT_PREFIX.match(ln) or not ln.strip() for ln in lines):
-        lines = [_COMMENT_PREFIX.sub("", ln, count=1).rstrip("*/ ").rstrip() for ln in lines]
-    text = textwrap.dedent("\n".join(lines)).strip()
-    return text.strip("\"'").strip()
-
-
-def first_sentence(doc: str) -> str:
-    """The first sentence of the first paragraph, with reST/Markdown markup reduced to plain words."""
-    text = clean_doc(doc)
-    if not text:
-        return ""
-    para = re.split(r"\n\s*\n", text, maxsplit=1)[0]
-    para = " ".join(para.split())
-    para = _RST_ROLE.sub(lambda m: m.group(2).split(".")[-1] if m.group(1) else m.group(2), para)
-    para = para.replace("``", "").replace("`", "")
-    m = _SENTENCE_END.search(para)
-    return (para[: m.end()] if m else para).strip()
-
-
-def first_paragraph(doc: str, max_words: int = 80) -> str:
-    """The first paragraph as one line of plain words (reST/Markdown markup reduced), capped at `max_words`."""
-    text = clean_doc(doc)
-    para = " ".join(re.split(r"\n\s*\n", text, maxsplit=1)[0].split()) if text else ""
-    para = _RST_ROLE.sub(lambda m: m.group(2).split(".")[-1] if m.group(1) else m.group(2), para)
-    return " ".join(para.replace("``", "").replace("`", "").split()[:max_words])
-
-
-def _python_tree(text: str) -> ast.Module | None:
-    """Parse a chunk that may start mid-line (its first line lacks the indentation the rest keeps)."""
-    lines = text.split("\n")
-    rest = [len(ln) - len(ln.lstrip()) for ln in lines[1:] if ln.strip()]
-    candidates = [text]
-    if rest and lines and not lines[0][:1].isspace():
-        low = min(rest)
-        for pad in dict.fromkeys((low, max(0, low - 4), 0)):
-            candidates.append(" " * pad + text)
-    for cand in candidates:
-        try:
-            return ast.parse(textwrap.dedent(cand))
-        except (SyntaxError, ValueError):
-            continue
-    return None
-
-
-def python_docstring(text: str) -> tuple[str, tuple[int, int] | None]:
-    """(docstring, (first line, last line) 0-based inclusive) of the first def/class in a Python chunk."""
-    tree = _python_tree(text)
-    if tree is None:
-        return "", None
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            d = node.body[0] if node.body else None
-            if isinstance(d, ast.Expr) and isinstance(d.value, ast.Constant) and isinstance(d.value.value, str):
-                return d.value.value, (d.lineno - 1, (d.end_lineno or d.lineno) - 1)
-            return "", None
-    return "", None
-
-
-_PY_DOC_RE = re.compile(r'^[ \t]*[rRuUbB]{0,2}("""|\'\'\')(.*?)\1[ \t]*\n?', re.DOTALL | re.MULTILINE)
-
-
-def _docstring_lines(text: str) -> tuple[list[str], tuple[int, int] | None]:
-    """A Python chunk's lines and the (first, last) line of its docstring when the docstring fills those lines
-    alone; None when there is none or code shares its lines."""
-    _, span = python_docstring(text)
-    lines = text.split("\n")
-    if span is not None and re.match(r"\s*[rRuUbB]{0,2}[\"']", lines[span[0]]) \
-            and re.search(r"[\"']\s*$", lines[span[1]]):
-        return lines, span
-    return lines, None
-
-
-def strip_doc(text: str, doc: str, language: str) -> str:
-    """The chunk text without its docstring / leading doc comment (so a docstring query cannot be copied)."""
-    if language == "python":
-        lines, span = _docstring_lines(text)
-        if span is not None:
-            return "\n".join(lines[:span[0]] + lines[span[1] + 1:])
-        m = _PY_DOC_RE.search(text)  # code shares the docstring's lines: cut just the string
-        if m and m.start() < 400:
-            return text[: m.start()] + text[m.end():]
-        return text
-    if not doc:
-        return text
-    # a leading comment block (///, /** */, //, #) before the signature
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines) and (not lines[i].strip() or _COMMENT_PREFIX.match(lines[i])
-                              and not re.match(r"^\s*#\s*\[", lines[i])):
-        i += 1
-    if i:
-        return "\n".join(lines[i:])
-    if doc in text:  # a doc string inside the body (Elixir @doc, Julia, ...)
-        return text.replace(doc, "", 1)
-    return text
-
-
-def doc_rest(text: str, doc: str, language: str) -> str:
-    """The chunk text with its docstring cut to what follows the first paragraph (where a doc query comes from).
-
-    Code as search sees it keeps its docstrings, so a positive that keeps the rest of one looks like it; the first
-    paragraph goes because the query was taken from it. Without a rest (or outside Python) the docstring goes."""
-    parts = re.split(r"\n\s*\n", clean_doc(doc), maxsplit=1)
-    if language != "python" or len(parts) < 2 or not parts[1].strip():
-        return strip_doc(text, doc, language)
-    lines, span = _docstring_lines(text)
-    if span is None:
-        return strip_doc(text, doc, language)
-    a, b = span
-    indent = lines[a][: len(lines[a]) - len(lines[a].lstrip(" \t"))]
-    body = [indent + ln if ln.strip() else "" for ln in parts[1].strip().split("\n")]
-    return "\n".join(lines[:a] + [indent + '"""'] + body + [indent + '"""'] + lines[b + 1:])
 
 
 def _words(text: str) -> list[str]:
@@ -254,10 +129,10 @@ def _units(rows: Iterable[ChunkRow], cfg: MiningConfig, stats: MineStats,
         rs.sort(key=lambda r: (r.start_line, r.id))
         first = rs[0]
         doc = first.doc
-        if not doc and first.language == "python":
+        in_body = source_rules(first.language).doc_in_body
+        if not doc and in_body:
             doc = python_docstring(first.text)[0]
-        stripped = strip_doc(first.text, first.doc, first.language) if doc or first.language == "python" \
-            else first.text
+        stripped = strip_doc(first.text, first.doc, first.language) if doc or in_body else first.text
         u = _Unit(first, {r.id for r in rs}, doc or "", stripped,
                   doc_rest(first.text, doc, first.language) if doc and cfg.positive_docs == "rest" else "")
         units.append(u)
@@ -269,50 +144,187 @@ def _units(rows: Iterable[ChunkRow], cfg: MiningConfig, stats: MineStats,
     return units, id_to_key
 
 
-# -- imports --------------------------------------------------------------------------------------------------
-
-_PY_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)", re.MULTILINE)
-_JS_IMPORT = re.compile(r"^\s*import\s+(?:type\s+)?(.+?)\s+from\s+['\"]([^'\"]+)['\"]", re.MULTILINE)
-_RUST_USE = re.compile(r"^\s*(?:pub\s+)?use\s+([^;]+);", re.MULTILINE)
-_JAVA_IMPORT = re.compile(r"^\s*import\s+(?:static\s+)?([\w.]+)\s*;?", re.MULTILINE)
-
-
-def imported_names(text: str, language: str) -> list[tuple[str, str]]:
-    """(name as used in code, module it came from) for a file's imports; cheap regexes, not a parser."""
-    out: list[tuple[str, str]] = []
-    if language == "python":
-        for module, names in _PY_IMPORT.findall(text):
-            for item in names.strip().strip("()").replace("\\", " ").split(","):
-                parts = item.split()
-                if not parts or parts[0] == "*":
-                    continue
-                alias = parts[2] if len(parts) == 3 and parts[1] == "as" else None
-                if module:
-                    out.append((alias or parts[0], module))
-                else:  # import a.b (used as a.b.x) / import a.b as c
-                    out.append((alias or parts[0].split(".")[0], parts[0]))
-    elif language in ("javascript", "typescript", "tsx", "jsx"):
-        for names, module in _JS_IMPORT.findall(text):
-            for n in re.findall(r"[A-Za-z_$][\w$]*", names.replace(" as ", " ")):
-                if n not in ("type", "from"):
-                    out.append((n, module))
-    elif language == "rust":
-        for spec in _RUST_USE.findall(text):
-            module = spec.split("::{")[0]
-            names = spec.split("::")[-1] if "{" not in spec else spec.split("{", 1)[1]
-            for n in re.findall(r"\b[A-Za-z_]\w*\b", names):
-                if n not in ("self", "super", "crate", "as"):
-                    out.append((n, module))
-    elif language in ("java", "kotlin", "scala", "csharp", "c_sharp"):
-        for spec in _JAVA_IMPORT.findall(text):
-            out.append((spec.split(".")[-1], spec))
-    return [(n, m) for n, m in out if len(n) >= 3]
-
-
 # -- mining ---------------------------------------------------------------------------------------------------
 
 Render = Callable[[object], str]
 Lexical = Callable[[str, int], dict[int, float]]
+
+
+class _Miner:
+    """One mining pass over an index's units: the pairs of each kind, the kept ones, their hard negatives. The
+    seeded choices happen in that order, so a seed gives the same pairs."""
+
+    def __init__(self, units: list[_Unit], id_to_key: dict[int, str], cfg: MiningConfig, render: Render,
+                 rng: random.Random, stats: MineStats) -> None:
+        self.cfg, self.render, self.rng, self.stats = cfg, render, rng, stats
+        self.id_to_key = id_to_key
+        self.by_key = {u.key: u for u in units}
+        self.by_file: dict[str, list[_Unit]] = defaultdict(list)
+        for u in units:
+            self.by_file[u.row.path].append(u)
+        self.units = units
+        self.keep_docs = cfg.positive_docs == "rest"  # positives keep their docstrings unless a caller strips them
+
+    def rendered(self, u: _Unit, *, strip: bool | None = None, symbol: str | None = None,
+                 text: str | None = None) -> str:
+        strip = not self.keep_docs if strip is None else strip
+        row = dataclasses.replace(u.row, text=text or (u.stripped if strip else u.row.text),
+                                  symbol=u.row.symbol if symbol is None else symbol)
+        return self.render(row)
+
+    def code_ok(self, u: _Unit) -> bool:
+        return len(u.stripped.strip()) >= self.cfg.min_code_chars
+
+    def pair(self, query: str, u: _Unit, positive: str, kind: str) -> Pair:
+        return Pair(query, positive, path=u.row.path, symbol=u.row.symbol, kind=kind, language=u.row.language,
+                    key=u.key)
+
+    def doc_pairs(self) -> list[Pair]:
+        """A docstring's first sentence (and, when longer, its first paragraph) -> the function without it."""
+        cfg, out = self.cfg, []
+        for u in self.units:
+            if not u.doc:
+                continue
+            q = first_sentence(u.doc)
+            n = len(_words(q))
+            if n < cfg.min_query_words or _JUNK_START.match(q) or _GENERATED.search(q):
+                self.stats.drop("doc: short or not a description")
+                continue
+            if not self.code_ok(u):
+                self.stats.drop("doc: too little code")
+                continue
+            if n > cfg.max_query_words:
+                q = " ".join(q.split()[: cfg.max_query_words])
+            out.append(self.pair(q, u, self.rendered(u, strip=True, text=u.rest), "doc"))
+            if cfg.doc_paragraph_pairs:
+                para = first_paragraph(u.doc, cfg.max_query_words)
+                if len(_words(para)) >= n + 3:
+                    out.append(self.pair(para, u, out[-1].positive, "doc"))
+        return out
+
+    def name_pairs(self) -> list[Pair]:
+        """A function's name in words -> the function, its name left out of the rendered header."""
+        out = []
+        for u in self.units:
+            if u.row.kind not in ("function", "method") and "function" not in u.row.kind:
+                continue
+            leaf = re.split(r"[.:#]+|::", u.row.symbol)[-1]
+            if leaf.startswith("__") and leaf.endswith("__"):
+                continue
+            words = split_identifier(leaf)
+            if len(words) < self.cfg.min_name_words or not self.code_ok(u):
+                continue
+            out.append(self.pair(" ".join(words), u, self.rendered(u, symbol=""), "name"))
+        return out
+
+    def class_pairs(self) -> list[Pair]:
+        """A class's name -> one of its methods (its docstring already asks for the class itself)."""
+        out = []
+        for u in self.units:
+            if u.row.kind != "class":
+                continue
+            prefix = u.row.symbol + "."
+            methods = [m for m in self.by_file[u.row.path] if m.row.symbol.startswith(prefix) and self.code_ok(m)]
+            if not methods:
+                continue
+            q = " ".join(split_identifier(u.row.symbol.split(".")[-1]))
+            if len(_words(q)) < self.cfg.min_name_words:
+                continue
+            m = self.rng.choice(methods)
+            out.append(self.pair(q, m, self.rendered(m, symbol=m.row.symbol[len(prefix):]), "class"))
+        return out
+
+    def import_pairs(self, root: Path) -> list[Pair]:
+        """An imported name (and its module's last word) -> a function of that file that uses it."""
+        out = []
+        for path, us in self.by_file.items():
+            try:
+                if (root / path).stat().st_size > 1 << 20:
+                    continue
+                text = (root / path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            seen: set[str] = set()
+            for name, module in imported_names(text, us[0].row.language):
+                if name in seen:
+                    continue
+                seen.add(name)
+                pat = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+                users = [u for u in us if u.row.kind != "class" and self.code_ok(u) and pat.search(u.stripped)]
+                if not users:
+                    continue
+                u = self.rng.choice(users)
+                words = split_identifier(name)
+                mod_words = [w for w in split_identifier(module.split(".")[-1].split("/")[-1].split("::")[-1])
+                             if w not in words]
+                q = " ".join(words + mod_words)
+                if len(_words(q)) < self.cfg.min_name_words:
+                    continue
+                out.append(self.pair(q, u, self.rendered(u), "import"))
+        return out
+
+    def keep(self, candidates: dict[str, list[Pair]]) -> list[Pair]:
+        """Unambiguous pairs within each kind's share, at most max_pairs.
+
+        A query that several functions answer is ambiguous: dropped (copied docstrings, `pytest_addoption` in
+        every plugin). Across kinds the first kind keeps a query (docstrings first)."""
+        cfg, stats, rng = self.cfg, self.stats, self.rng
+        pairs: list[Pair] = []
+        seen_pos: set[tuple[str, str]] = set()
+        taken: set[str] = set()
+        base = max(len(candidates["doc"]), 200)
+        shares = {"doc": None, "name": cfg.name_share, "class": cfg.class_share, "import": cfg.import_share}
+        for kind in ("doc", "name", "class", "import"):
+            counts = Counter(_norm_query(p.query) for p in candidates[kind])
+            kept = []
+            for p in candidates[kind]:
+                nq = _norm_query(p.query)
+                if counts[nq] > 1 or nq in taken:
+                    stats.drop(f"{kind}: duplicated query")
+                    continue
+                if (nq, p.positive) in seen_pos:
+                    continue
+                seen_pos.add((nq, p.positive))
+                kept.append(p)
+            taken.update(_norm_query(p.query) for p in kept)
+            share = shares[kind]
+            if share is not None:
+                cap = int(share * base)
+                if len(kept) > cap:
+                    rng.shuffle(kept)
+                    stats.drop(f"{kind}: over its share", len(kept) - cap)
+                    kept = sorted(kept[:cap], key=lambda p: (p.path, p.symbol))
+            pairs += kept
+        if len(pairs) > cfg.max_pairs:
+            rng.shuffle(pairs)
+            stats.drop("over max_pairs", len(pairs) - cfg.max_pairs)
+            pairs = pairs[: cfg.max_pairs]
+        return pairs
+
+    def negatives(self, p: Pair, lexical: Lexical | None) -> list[str]:
+        """Same-file functions, then BM25 neighbours; never the positive itself or a chunk overlapping it."""
+        cfg = self.cfg
+        u = self.by_key[p.key]
+        negs: list[_Unit] = []
+        if cfg.same_file_negatives:
+            others = [o for o in self.by_file[u.row.path] if o.key != u.key and not o.overlaps(u) and self.code_ok(o)]
+            negs += self.rng.sample(others, min(cfg.same_file_negatives, len(others)))
+        if lexical is not None and cfg.bm25_negatives:
+            got = 0
+            taken = {n.key for n in negs}
+            for cid, _ in sorted(lexical(p.query, cfg.bm25_depth).items(), key=lambda kv: -kv[1]):
+                k = self.id_to_key.get(cid)
+                if k is None or k == u.key or k in taken:
+                    continue
+                o = self.by_key[k]
+                if o.overlaps(u) or not self.code_ok(o):
+                    continue
+                negs.append(o)
+                taken.add(k)
+                got += 1
+                if got >= cfg.bm25_negatives:
+                    break
+        return [self.rendered(o, strip=cfg.strip_negative_docs and not self.keep_docs) for o in negs]
 
 
 def mine_pairs(rows: Iterable[ChunkRow], cfg: MiningConfig, render: Render, lexical: Lexical | None = None,
@@ -323,163 +335,17 @@ def mine_pairs(rows: Iterable[ChunkRow], cfg: MiningConfig, render: Render, lexi
     whose text lost its docstring. `lexical(query, limit)` returns chunk id -> BM25 score (hard negatives).
     """
     stats = stats if stats is not None else MineStats()
-    rng = random.Random(seed)
     units, id_to_key = _units(rows, cfg, stats, root)
-    by_key = {u.key: u for u in units}
-    by_file: dict[str, list[_Unit]] = defaultdict(list)
-    for u in units:
-        by_file[u.row.path].append(u)
-
-    keep_docs = cfg.positive_docs == "rest"  # positives keep their docstrings unless a caller strips them
-
-    def rendered(u: _Unit, *, strip: bool = not keep_docs, symbol: str | None = None, text: str | None = None) -> str:
-        row = dataclasses.replace(u.row, text=text or (u.stripped if strip else u.row.text),
-                                  symbol=u.row.symbol if symbol is None else symbol)
-        return render(row)
-
-    def code_ok(u: _Unit) -> bool:
-        body = u.stripped.strip()
-        return len(body) >= cfg.min_code_chars
-
-    candidates: dict[str, list[Pair]] = {k: [] for k in ("doc", "name", "class", "import")}
-    if cfg.doc_pairs:
-        for u in units:
-            if not u.doc:
-                continue
-            q = first_sentence(u.doc)
-            n = len(_words(q))
-            if n < cfg.min_query_words or _JUNK_START.match(q) or _GENERATED.search(q):
-                stats.drop("doc: short or not a description")
-                continue
-            if not code_ok(u):
-                stats.drop("doc: too little code")
-                continue
-            if n > cfg.max_query_words:
-                q = " ".join(q.split()[: cfg.max_query_words])
-            candidates["doc"].append(Pair(q, rendered(u, strip=True, text=u.rest), path=u.row.path,
-                                          symbol=u.row.symbol, kind="doc", language=u.row.language, key=u.key))
-            if cfg.doc_paragraph_pairs:
-                para = first_paragraph(u.doc, cfg.max_query_words)
-                if len(_words(para)) >= n + 3:
-                    candidates["doc"].append(Pair(para, candidates["doc"][-1].positive, path=u.row.path,
-                                                  symbol=u.row.symbol, kind="doc", language=u.row.language,
-                                                  key=u.key))
-    if cfg.name_pairs:
-        for u in units:
-            if u.row.kind not in ("function", "method") and "function" not in u.row.kind:
-                continue
-            leaf = re.split(r"[.:#]+|::", u.row.symbol)[-1]
-            if leaf.startswith("__") and leaf.endswith("__"):
-                continue
-            words = split_identifier(leaf)
-            if len(words) < cfg.min_name_words or not code_ok(u):
-                continue
-            # the symbol's own words leave the rendered header, so the pair is not a pure copy
-            candidates["name"].append(Pair(" ".join(words), rendered(u, symbol=""),
-                                           path=u.row.path, symbol=u.row.symbol, kind="name",
-                                           language=u.row.language, key=u.key))
-    if cfg.class_pairs:
-        for u in units:
-            if u.row.kind != "class":
-                continue
-            prefix = u.row.symbol + "."
-            methods = [m for m in by_file[u.row.path] if m.row.symbol.startswith(prefix) and code_ok(m)]
-            if not methods:
-                continue
-            # the class's docstring already asks for the class itself (a doc pair), so its name asks for a method
-            q = " ".join(split_identifier(u.row.symbol.split(".")[-1]))
-            if len(_words(q)) < cfg.min_name_words:
-                continue
-            m = rng.choice(methods)
-            leaf = m.row.symbol[len(prefix):]
-            candidates["class"].append(Pair(q, rendered(m, symbol=leaf), path=m.row.path,
-                                            symbol=m.row.symbol, kind="class", language=m.row.language,
-                                            key=m.key))
-    if cfg.import_pairs and root is not None:
-        for path, us in by_file.items():
-            lang = us[0].row.language
-            try:
-                if (root / path).stat().st_size > 1 << 20:
-                    continue
-                text = (root / path).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            seen: set[str] = set()
-            for name, module in imported_names(text, lang):
-                if name in seen:
-                    continue
-                seen.add(name)
-                pat = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
-                users = [u for u in us if u.row.kind != "class" and code_ok(u) and pat.search(u.stripped)]
-                if not users:
-                    continue
-                u = rng.choice(users)
-                words = split_identifier(name)
-                mod_words = [w for w in split_identifier(module.split(".")[-1].split("/")[-1].split("::")[-1])
-                             if w not in words]
-                q = " ".join(words + mod_words)
-                if len(_words(q)) < cfg.min_name_words:
-                    continue
-                candidates["import"].append(Pair(q, rendered(u), path=u.row.path,
-                                                 symbol=u.row.symbol, kind="import", language=u.row.language,
-                                                 key=u.key))
-
-    # A query that several functions answer is ambiguous: drop it (copied docstrings, `pytest_addoption` in
-    # every plugin). Across kinds the first kind keeps a query (docstrings first).
-    pairs: list[Pair] = []
-    seen_pos: set[tuple[str, str]] = set()
-    taken: set[str] = set()
-    base = max(len(candidates["doc"]), 200)
-    shares = {"doc": None, "name": cfg.name_share, "class": cfg.class_share, "import": cfg.import_share}
-    for kind in ("doc", "name", "class", "import"):
-        counts = Counter(_norm_query(p.query) for p in candidates[kind])
-        kept = []
-        for p in candidates[kind]:
-            nq = _norm_query(p.query)
-            if counts[nq] > 1 or nq in taken:
-                stats.drop(f"{kind}: duplicated query")
-                continue
-            if (nq, p.positive) in seen_pos:
-                continue
-            seen_pos.add((nq, p.positive))
-            kept.append(p)
-        taken.update(_norm_query(p.query) for p in kept)
-        share = shares[kind]
-        if share is not None:
-            cap = int(share * base)
-            if len(kept) > cap:
-                rng.shuffle(kept)
-                stats.drop(f"{kind}: over its share", len(kept) - cap)
-                kept = sorted(kept[:cap], key=lambda p: (p.path, p.symbol))
-        pairs += kept
-    if len(pairs) > cfg.max_pairs:
-        rng.shuffle(pairs)
-        stats.drop("over max_pairs", len(pairs) - cfg.max_pairs)
-        pairs = pairs[: cfg.max_pairs]
-
-    # hard negatives: same file, then BM25 neighbours; never the positive itself or a chunk overlapping it
+    miner = _Miner(units, id_to_key, cfg, render, random.Random(seed), stats)
+    candidates = {  # built in this order: the seeded choices follow it
+        "doc": miner.doc_pairs() if cfg.doc_pairs else [],
+        "name": miner.name_pairs() if cfg.name_pairs else [],
+        "class": miner.class_pairs() if cfg.class_pairs else [],
+        "import": miner.import_pairs(root) if cfg.import_pairs and root is not None else [],
+    }
+    pairs = miner.keep(candidates)
     for p in pairs:
-        u = by_key[p.key]
-        negs: list[_Unit] = []
-        if cfg.same_file_negatives:
-            others = [o for o in by_file[u.row.path] if o.key != u.key and not o.overlaps(u) and code_ok(o)]
-            negs += rng.sample(others, min(cfg.same_file_negatives, len(others)))
-        if lexical is not None and cfg.bm25_negatives:
-            got = 0
-            taken = {n.key for n in negs}
-            for cid, _ in sorted(lexical(p.query, cfg.bm25_depth).items(), key=lambda kv: -kv[1]):
-                k = id_to_key.get(cid)
-                if k is None or k == u.key or k in taken:
-                    continue
-                o = by_key[k]
-                if o.overlaps(u) or not code_ok(o):
-                    continue
-                negs.append(o)
-                taken.add(k)
-                got += 1
-                if got >= cfg.bm25_negatives:
-                    break
-        p.negatives = [rendered(o, strip=cfg.strip_negative_docs and not keep_docs) for o in negs]
+        p.negatives = miner.negatives(p, lexical)
     for p in pairs:
         stats.kinds[p.kind] = stats.kinds.get(p.kind, 0) + 1
         stats.languages[p.language] = stats.languages.get(p.language, 0) + 1

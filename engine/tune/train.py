@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError, ModelError
 from ..records import Progress
 from .config import TARGETS, LoraSettings, TrainSettings
+from .measure import eval_pool, evaluate_encoder, maxsim_scores
 from .mine import Pair
 
 
@@ -49,13 +48,10 @@ class TrainableEncoder:
     def __init__(self, recipe, *, threads: int = 0, device: str = "cpu", batch_size: int = 32) -> None:
         import torch
 
-        from ..embed.transformer import TransformerEmbedder
+        from ..embed.runtime.torch import for_training
 
         self.recipe = recipe
-        self.emb = TransformerEmbedder(recipe, threads=threads, batch_size=batch_size).load()
-        for attr in ("_model", "_dense", "_encode_ids", "_suffix"):
-            if not hasattr(self.emb, attr):
-                raise ModelError(f"the embedder no longer exposes {attr}; engine/tune/train.py must follow it")
+        self.emb = for_training(recipe, threads=threads, batch_size=batch_size)
         self.multi = recipe.multi_vector
         self.dim = recipe.dim
         self.max_length = recipe.max_length
@@ -65,12 +61,15 @@ class TrainableEncoder:
 
     @property
     def model(self):
-        return self.emb._model
+        return self.emb.backbone
 
     def to(self, device) -> None:
         self.device = device
-        self.emb._model = self.emb._model.to(device)
-        self.emb._dense = [(w.to(device), None if b is None else b.to(device), a) for w, b, a in self.emb._dense]
+        self.emb.to_device(device)
+
+    def use_model(self, model) -> None:
+        """Train and encode through `model` from now on (the backbone prepared by accelerate)."""
+        self.emb.replace_backbone(model)
 
     # -- LoRA --------------------------------------------------------------------------------------------------
     def add_lora(self, lora: LoraSettings) -> None:
@@ -85,7 +84,16 @@ class TrainableEncoder:
                 self.peft = get_peft_model(self.model, cfg)
         except ValueError as exc:
             raise ConfigError(f"LoRA cannot attach to {targets} in {type(self.model).__name__}: {exc}") from exc
-        self.emb._model = self.peft
+        self.emb.replace_backbone(self.peft)
+
+    def merge_adapter(self):
+        """Fold the LoRA weights into the backbone; the encoder runs the merged model from then on."""
+        if self.peft is None:
+            raise ModelError("no adapter to merge")
+        merged = self.peft.merge_and_unload()
+        self.emb.replace_backbone(merged)
+        self.peft = None
+        return merged
 
     def train_mode(self, base_dropout: bool) -> None:
         """Training mode; without base dropout only the LoRA dropout layers train (eval-mode attention is ~2x
@@ -113,11 +121,7 @@ class TrainableEncoder:
 
     # -- encoding ----------------------------------------------------------------------------------------------
     def ids(self, texts: list[str], query: bool, max_len: int = 0) -> list[list[int]]:
-        seqs = self.emb._encode_ids(list(texts), query)
-        if max_len and max_len < self.max_length:
-            suffix = list(self.emb._suffix)
-            seqs = [s if len(s) <= max_len else s[: max_len - len(suffix)] + suffix for s in seqs]
-        return seqs
+        return self.emb.token_ids(texts, query, max_len)
 
     def forward(self, seqs: list[list[int]], query: bool):
         """Vectors with gradients: (n, dim) for single-vector models, else ((n, T, dim), keep mask (n, T))."""
@@ -166,16 +170,6 @@ def target_modules(model) -> list[str]:
 
 # -- scoring and loss ------------------------------------------------------------------------------------------
 
-def maxsim_scores(q, qkeep, d, dkeep):
-    """(nq, nd) MaxSim: for each query token the best document token, averaged over the query's tokens."""
-    import torch
-
-    sim = torch.einsum("qtd,nsd->qnts", q, d)
-    sim = sim.masked_fill(~dkeep[None, :, None, :], -1e4)
-    best = sim.max(dim=-1).values * qkeep[:, None, :].to(sim.dtype)
-    return best.sum(-1) / qkeep.sum(-1).clamp(min=1)[:, None].to(sim.dtype)
-
-
 def info_nce(scores, pos_index, mask, temperature: float):
     """Cross-entropy over each query's row of scores; `mask` (True = ignore) hides false negatives."""
     import torch
@@ -216,84 +210,6 @@ def batch_loss(enc: TrainableEncoder, batch: list[Pair], negatives: list[list[st
     return info_nce(scores, target, mask.to(scores.device), ts.temperature)
 
 
-# -- retrieval metrics -----------------------------------------------------------------------------------------
-
-def rank_metrics(score_matrix: np.ndarray, gold: list[int], k: int = 10) -> dict[str, float]:
-    """P@1 and MRR@k for rows of scores where gold[i] is the relevant column of row i."""
-    n = len(gold)
-    if n == 0:
-        return {"P@1": 0.0, f"MRR@{k}": 0.0, "n": 0}
-    p1 = mrr = 0.0
-    for i, g in enumerate(gold):
-        row = score_matrix[i]
-        rank = int((row > row[g]).sum()) + 1
-        p1 += rank == 1
-        mrr += 1.0 / rank if rank <= k else 0.0
-    return {"P@1": round(p1 / n, 4), f"MRR@{k}": round(mrr / n, 4), "n": n}
-
-
-def score_sets(qv, dv, multi: bool) -> np.ndarray:
-    """Similarity of every query to every document (tensors from TrainableEncoder.encode or numpy arrays)."""
-    import torch
-
-    if not multi:
-        q = torch.as_tensor(np.asarray(qv, dtype=np.float32)) if not torch.is_tensor(qv) else qv
-        d = torch.as_tensor(np.asarray(dv, dtype=np.float32)) if not torch.is_tensor(dv) else dv
-        return (q @ d.T).numpy()
-    docs = [torch.as_tensor(x) for x in dv]
-    width = max((len(x) for x in docs), default=1)
-    dim = docs[0].shape[-1] if docs else 1
-    d = torch.zeros((len(docs), width, dim))
-    dkeep = torch.zeros((len(docs), width), dtype=torch.bool)
-    for i, x in enumerate(docs):
-        d[i, :len(x)] = x
-        dkeep[i, :len(x)] = True
-    rows = []
-    for x in qv:
-        x = torch.as_tensor(x)
-        rows.append(maxsim_scores(x[None], torch.ones((1, len(x)), dtype=torch.bool), d, dkeep)[0])
-    return torch.stack(rows).numpy() if rows else np.zeros((0, len(docs)), np.float32)
-
-
-def eval_pool(pairs: list[Pair], extra_docs: list[str] | None = None, limit: int = 0,
-              seed: int = 0) -> tuple[list[str], list[str], list[int]]:
-    """(queries, documents, gold column per query): positives and hard negatives of `pairs`, then extra docs."""
-    docs: list[str] = []
-    index: dict[str, int] = {}
-
-    def add(t: str) -> int:
-        if t not in index:
-            index[t] = len(docs)
-            docs.append(t)
-        return index[t]
-
-    gold = [add(p.positive) for p in pairs]
-    for p in pairs:
-        for n in p.negatives:
-            add(n)
-    if extra_docs:
-        rest = [t for t in extra_docs if t not in index]
-        random.Random(seed).shuffle(rest)
-        room = max(0, limit - len(docs)) if limit else len(rest)
-        for t in rest[:room]:
-            add(t)
-    return [p.query for p in pairs], docs, gold
-
-
-def evaluate_encoder(enc: TrainableEncoder, queries: list[str], docs: list[str], gold: list[int],
-                     doc_len: int = 0, batch: int = 32) -> dict[str, float]:
-    qv = enc.encode(queries, True, 0, batch)
-    dv = enc.encode(docs, False, doc_len, batch)
-    return rank_metrics(score_sets(qv, dv, enc.multi), gold)
-
-
-def evaluate_embedder(emb, queries: list[str], docs: list[str], gold: list[int]) -> dict[str, float]:
-    """The same metric through an engine Embedder (embed_queries / embed_documents), as search would see it."""
-    qv = emb.embed_queries(queries)
-    dv = emb.embed_documents(docs)
-    return rank_metrics(score_sets(qv, dv, emb.multi_vector), gold)
-
-
 # -- the loop --------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -328,167 +244,219 @@ def _schedule(total: int, warmup: int):
     return f
 
 
-def train(enc: TrainableEncoder, pairs: list[Pair], heldout: list[Pair], ts: TrainSettings, *,
-          ckpt_dir: Path | None = None, tag: str = "phase0", progress: Progress | None = None,
-          cancel: threading.Event | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train the encoder's LoRA adapter on `pairs`; keep the state that did best on `heldout` (early stopping)."""
-    import torch
+class _Trainer:
+    """One training phase: the step plan, the optimizer, the held-out checks, and the checkpoint that resumes it."""
 
-    log = log or (lambda m: None)
-    if enc.peft is None:
-        raise ModelError("add a LoRA adapter (TrainableEncoder.add_lora) before training")
-    if len(pairs) < 2:
-        raise ConfigError(f"only {len(pairs)} training pairs: nothing to learn from")
-    t0 = time.perf_counter()
-    if ts.threads > 0:
-        torch.set_num_threads(ts.threads)
-    res = TrainResult()
-    bs = min(ts.batch_size, len(pairs))
-    per_epoch = math.ceil(len(pairs) / bs)
-    micro_total = max(1, math.ceil(ts.epochs * per_epoch))
-    total = max(1, micro_total // ts.grad_accum)
-    if ts.max_steps:
-        total = min(total, ts.max_steps)
-    warmup = int(ts.warmup * total)
-    doc_len = min(ts.max_doc_length or enc.max_length, enc.max_length)
-    params = [p for p in enc.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=ts.lr, weight_decay=ts.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup))
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ts.precision)
-    scaler = torch.amp.GradScaler(enc.device.type) if ts.precision == "fp16" else None
-    accel = None
-    if ts.accelerate:
-        try:
-            from accelerate import Accelerator
+    def __init__(self, enc: TrainableEncoder, pairs: list[Pair], heldout: list[Pair], ts: TrainSettings,
+                 ckpt_dir: Path | None, tag: str, log: Callable[[str], None]) -> None:
+        import torch
 
-            accel = Accelerator(gradient_accumulation_steps=ts.grad_accum)
-            enc.emb._model, opt = accel.prepare(enc.model, opt)
-            enc.to(accel.device)
-        except ImportError:
-            log("accelerate is not installed: training on one device")
+        self.t0 = time.perf_counter()
+        if ts.threads > 0:
+            torch.set_num_threads(ts.threads)
+        self.enc, self.pairs, self.ts, self.tag, self.log = enc, pairs, ts, tag, log
+        self.res = TrainResult()
+        # the plan: micro-batches of bs pairs, grad_accum of them per optimizer step
+        self.bs = min(ts.batch_size, len(pairs))
+        self.per_epoch = math.ceil(len(pairs) / self.bs)
+        micro_total = max(1, math.ceil(ts.epochs * self.per_epoch))
+        self.total = max(1, micro_total // ts.grad_accum)
+        if ts.max_steps:
+            self.total = min(self.total, ts.max_steps)
+        self.warmup = int(ts.warmup * self.total)
+        self.doc_len = min(ts.max_doc_length or enc.max_length, enc.max_length)
+        self.params = [p for p in enc.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=ts.lr, weight_decay=ts.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _schedule(self.total, self.warmup))
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ts.precision)
+        self.scaler = torch.amp.GradScaler(enc.device.type) if ts.precision == "fp16" else None
+        self.accel = None
+        if ts.accelerate:
+            try:
+                from accelerate import Accelerator
 
-    hq, hd, hg = eval_pool(heldout)
-    fp = fingerprint(pairs, ts, tag)
-    state_path = ckpt_dir / f"{tag}.pt" if ckpt_dir else None
-    best_state = None
-    bad = 0
-    step = 0
-    if state_path is not None and ts.resume and state_path.is_file():
-        try:
-            ck = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a torn file from a killed run: start over
-            log(f"checkpoint {state_path} unreadable ({exc}); starting over")
-            ck = None
-        if ck is not None and ck.get("fingerprint") == fp:
-            enc.load_trainable_state(ck["lora"])
-            opt.load_state_dict(ck["optim"])
-            step = int(ck["step"])
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup), last_epoch=step - 1) \
-                if step else sched
-            res.losses = list(ck["losses"])
-            res.history = list(ck["history"])
-            res.best = dict(ck["best"])
-            res.best_step = int(ck["best_step"])
-            best_state = ck.get("best_state") or None
-            bad = int(ck["bad"])
-            res.resumed_from = step
-            log(f"resumed {tag} at step {step}/{total}")
-            if ck.get("finished"):
-                res.steps = step
-                res.stopped = str(ck.get("stopped", "done"))
-                if best_state:
-                    enc.load_trainable_state(best_state)
-                res.seconds = time.perf_counter() - t0
-                return res
+                self.accel = Accelerator(gradient_accumulation_steps=ts.grad_accum)
+                model, self.opt = self.accel.prepare(enc.model, self.opt)
+                enc.use_model(model)
+                enc.to(self.accel.device)
+            except ImportError:
+                log("accelerate is not installed: training on one device")
+        self.hq, self.hd, self.hg = eval_pool(heldout)
+        self.fp = fingerprint(pairs, ts, tag)
+        self.state_path = ckpt_dir / f"{tag}.pt" if ckpt_dir else None
+        self.best_state: dict | None = None
+        self.bad = 0
+        self.step = 0
+        self.order: list[int] = []
 
-    def save(finished: bool = False) -> None:
-        if state_path is None:
-            return
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"fingerprint": fp, "lora": enc.trainable_state(), "optim": opt.state_dict(), "step": step,
-                    "losses": res.losses, "history": res.history, "best": res.best, "best_step": res.best_step,
-                    "best_state": best_state or {}, "bad": bad, "finished": finished, "stopped": res.stopped}, tmp)
-        tmp.replace(state_path)
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def resume(self) -> bool:
+        """Pick up this phase's checkpoint when it matches (same pairs and settings); True when it had finished."""
+        import torch
 
-    def check() -> bool:
-        """Held-out check; True when this state is the best so far."""
-        nonlocal best_state, bad
-        if not hq:
+        res, path = self.res, self.state_path
+        if path is None or not self.ts.resume or not path.is_file():
             return False
-        m = evaluate_encoder(enc, hq, hd, hg, doc_len)
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn file from a killed run: start over
+            self.log(f"checkpoint {path} unreadable ({exc}); starting over")
+            return False
+        if ck.get("fingerprint") != self.fp:
+            return False
+        self.enc.load_trainable_state(ck["lora"])
+        self.opt.load_state_dict(ck["optim"])
+        self.step = step = int(ck["step"])
+        if step:
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _schedule(self.total, self.warmup),
+                                                           last_epoch=step - 1)
+        res.losses = list(ck["losses"])
+        res.history = list(ck["history"])
+        res.best = dict(ck["best"])
+        res.best_step = int(ck["best_step"])
+        self.best_state = ck.get("best_state") or None
+        self.bad = int(ck["bad"])
+        res.resumed_from = step
+        self.log(f"resumed {self.tag} at step {step}/{self.total}")
+        if not ck.get("finished"):
+            return False
+        res.steps = step
+        res.stopped = str(ck.get("stopped", "done"))
+        if self.best_state:
+            self.enc.load_trainable_state(self.best_state)
+        res.seconds = time.perf_counter() - self.t0
+        return True
+
+    def save(self, finished: bool = False) -> None:
+        import torch
+
+        if self.state_path is None:
+            return
+        res = self.res
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save({"fingerprint": self.fp, "lora": self.enc.trainable_state(), "optim": self.opt.state_dict(),
+                    "step": self.step, "losses": res.losses, "history": res.history, "best": res.best,
+                    "best_step": res.best_step, "best_state": self.best_state or {}, "bad": self.bad,
+                    "finished": finished, "stopped": res.stopped}, tmp)
+        tmp.replace(self.state_path)
+
+    def check(self) -> bool:
+        """Held-out check; True when this state is the best so far."""
+        if not self.hq:
+            return False
+        res = self.res
+        m = evaluate_encoder(self.enc, self.hq, self.hd, self.hg, self.doc_len)
         score = (m["MRR@10"], m["P@1"])
-        res.history.append({"step": step, **m})
-        log(f"{tag} step {step}: held-out MRR@10 {m['MRR@10']:.3f} P@1 {m['P@1']:.3f}")
+        res.history.append({"step": self.step, **m})
+        self.log(f"{self.tag} step {self.step}: held-out MRR@10 {m['MRR@10']:.3f} P@1 {m['P@1']:.3f}")
         if not res.best or score > (res.best["MRR@10"], res.best["P@1"]):
-            res.best, res.best_step, best_state, bad = m, step, enc.trainable_state(), 0
+            res.best, res.best_step, self.best_state, self.bad = m, self.step, self.enc.trainable_state(), 0
             return True
-        bad += 1
+        self.bad += 1
         return False
 
-    enc.train_mode(ts.base_dropout)
-    if step == 0:
-        check()
-    res.stopped = "done"
-    order: list[int] = []
-    while step < total:
-        if cancel is not None and cancel.is_set():
-            res.stopped = "cancelled"
-            break
-        if ts.time_budget_minutes and time.perf_counter() - t0 > 60 * ts.time_budget_minutes:
-            res.stopped = "time-budget"
-            break
-        opt.zero_grad(set_to_none=True)
+    # -- steps -------------------------------------------------------------------------------------------------
+    def micro_batch(self, micro: int) -> tuple[list[Pair], list[list[str]]]:
+        """The pairs of one micro-batch and their sampled hard negatives: a function of the seed and `micro`
+        alone (each epoch its own shuffle), so a resumed run draws what an uninterrupted one would."""
+        ts = self.ts
+        epoch, pos = divmod(micro, self.per_epoch)
+        if pos == 0 or not self.order:
+            self.order = list(range(len(self.pairs)))
+            random.Random(ts.seed * 100_003 + epoch).shuffle(self.order)
+        idx = self.order[pos * self.bs:(pos + 1) * self.bs] or self.order[:self.bs]
+        batch = [self.pairs[i] for i in idx]
+        rng = random.Random(ts.seed * 1_000_003 + micro)
+        return batch, [rng.sample(p.negatives, min(ts.negatives, len(p.negatives))) for p in batch]
+
+    def optimizer_step(self) -> float:
+        """grad_accum micro-batches, clipped gradients, one optimizer and schedule step; the step's loss."""
+        import torch
+
+        ts, enc, scaler = self.ts, self.enc, self.scaler
+        self.opt.zero_grad(set_to_none=True)
         step_loss = 0.0
         for a in range(ts.grad_accum):
-            micro = step * ts.grad_accum + a
-            epoch, pos = divmod(micro, per_epoch)
-            if pos == 0 or not order:
-                order = list(range(len(pairs)))
-                random.Random(ts.seed * 100_003 + epoch).shuffle(order)
-            idx = order[pos * bs:(pos + 1) * bs] or order[:bs]
-            batch = [pairs[i] for i in idx]
-            rng = random.Random(ts.seed * 1_000_003 + micro)
-            negs = [rng.sample(p.negatives, min(ts.negatives, len(p.negatives))) for p in batch]
+            micro = self.step * ts.grad_accum + a
+            batch, negs = self.micro_batch(micro)
             torch.manual_seed(ts.seed * 7919 + micro)  # dropout masks, reproducible on resume
-            if autocast_dtype is not None and enc.device.type != "cpu":
-                with torch.autocast(enc.device.type, dtype=autocast_dtype):
-                    loss = batch_loss(enc, batch, negs, ts, doc_len) / ts.grad_accum
+            if self.autocast_dtype is not None and enc.device.type != "cpu":
+                with torch.autocast(enc.device.type, dtype=self.autocast_dtype):
+                    loss = batch_loss(enc, batch, negs, ts, self.doc_len) / ts.grad_accum
             else:
-                loss = batch_loss(enc, batch, negs, ts, doc_len) / ts.grad_accum
-            if accel is not None:
-                accel.backward(loss)
+                loss = batch_loss(enc, batch, negs, ts, self.doc_len) / ts.grad_accum
+            if self.accel is not None:
+                self.accel.backward(loss)
             elif scaler is not None:
                 scaler.scale(loss).backward()
             else:
                 loss.backward()
             step_loss += float(loss.detach())
         if scaler is not None:
-            scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+            scaler.unscale_(self.opt)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         if scaler is not None:
-            scaler.step(opt)
+            scaler.step(self.opt)
             scaler.update()
         else:
-            opt.step()
-        sched.step()
-        step += 1
-        res.losses.append(round(step_loss, 5))
-        if progress:
-            progress("train", step, total)
-        if ts.eval_every and step % ts.eval_every == 0 and step < total:
-            check()
-            if ts.patience and bad >= ts.patience:
-                res.stopped = "early-stop"
+            self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return step_loss
+
+    def stop_reason(self, cancel: threading.Event | None) -> str:
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        if self.ts.time_budget_minutes and time.perf_counter() - self.t0 > 60 * self.ts.time_budget_minutes:
+            return "time-budget"
+        return ""
+
+    def run(self, progress: Progress | None, cancel: threading.Event | None) -> TrainResult:
+        """Steps until the plan, the patience, the time budget or `cancel` ends them; then the best state."""
+        ts, res = self.ts, self.res
+        self.enc.train_mode(ts.base_dropout)
+        if self.step == 0:
+            self.check()
+        res.stopped = "done"
+        while self.step < self.total:
+            why = self.stop_reason(cancel)
+            if why:
+                res.stopped = why
                 break
-        if ts.save_every and step % ts.save_every == 0:
-            save()
-    if res.stopped in ("done", "time-budget") and hq and (not res.history or res.history[-1]["step"] != step):
-        check()
-    res.steps, res.micro_steps = step, step * ts.grad_accum
-    if res.stopped != "cancelled" and best_state:
-        enc.load_trainable_state(best_state)
-    save(finished=res.stopped != "cancelled")
-    enc.model.eval()
-    res.seconds = time.perf_counter() - t0
-    return res
+            res.losses.append(round(self.optimizer_step(), 5))
+            step = self.step
+            if progress:
+                progress("train", step, self.total)
+            if ts.eval_every and step % ts.eval_every == 0 and step < self.total:
+                self.check()
+                if ts.patience and self.bad >= ts.patience:
+                    res.stopped = "early-stop"
+                    break
+            if ts.save_every and step % ts.save_every == 0:
+                self.save()
+        step = self.step
+        if res.stopped in ("done", "time-budget") and self.hq and (not res.history or res.history[-1]["step"] != step):
+            self.check()
+        res.steps, res.micro_steps = step, step * ts.grad_accum
+        if res.stopped != "cancelled" and self.best_state:
+            self.enc.load_trainable_state(self.best_state)
+        self.save(finished=res.stopped != "cancelled")
+        self.enc.model.eval()
+        res.seconds = time.perf_counter() - self.t0
+        return res
+
+
+def train(enc: TrainableEncoder, pairs: list[Pair], heldout: list[Pair], ts: TrainSettings, *,
+          ckpt_dir: Path | None = None, tag: str = "phase0", progress: Progress | None = None,
+          cancel: threading.Event | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train the encoder's LoRA adapter on `pairs`; keep the state that did best on `heldout` (early stopping).
+    A checkpoint of the same pairs and settings in `ckpt_dir` is resumed."""
+    if enc.peft is None:
+        raise ModelError("add a LoRA adapter (TrainableEncoder.add_lora) before training")
+    if len(pairs) < 2:
+        raise ConfigError(f"only {len(pairs)} training pairs: nothing to learn from")
+    trainer = _Trainer(enc, pairs, heldout, ts, ckpt_dir, tag, log or (lambda m: None))
+    if trainer.resume():
+        return trainer.res
+    return trainer.run(progress, cancel)

@@ -1,6 +1,8 @@
 """The torch runtime: the model as transformers runs it (TransformerEmbedder), in fp32, bf16 or dynamic int8.
 
-Importing this module does not import torch; loading an embedder does.
+Importing this module does not import torch; loading an embedder does. Training (`sg tune`) starts from
+`for_training` and uses only TransformerEmbedder's training surface: `forward_batch` (differentiable),
+`token_ids`, `pool`, `project`, `backbone`, `replace_backbone` and `to_device`.
 """
 
 from __future__ import annotations
@@ -33,3 +35,8 @@ def embedder(recipe: Recipe, precision: str, base: TransformerEmbedder, *, threa
     if precision == "fp32":
         return base
     return type(base)(dataclasses.replace(recipe, precision=precision), threads=threads, batch_size=batch_size)
+
+
+def for_training(recipe: Recipe, *, threads: int = 0, batch_size: int = 32) -> TransformerEmbedder:
+    """A loaded embedder for `recipe` to train through: the token ids, pooling and projection search uses."""
+    return TransformerEmbedder(recipe, threads=threads, batch_size=batch_size).load()
