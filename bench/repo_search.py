@@ -257,6 +257,21 @@ def cat_means(by_cat: list[dict[str, list[float]]]) -> dict[str, float]:
     return out
 
 
+def markdown(runs: list[RepoRun], modes: list[str], peer: dict[str, dict]) -> str:
+    """One row per repository: NDCG@10 per mode and the peer's, and the times."""
+    head = ["repository", "language", "chunks", *[f"sg {m}" for m in modes]] + (["semble"] if peer else []) + \
+        ["lexical pass s", "first result s", "fresh `sg search` s", "embed s", "warm p50 ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        cells = [r.name, r.language, str(r.chunks), *[f"{r.ndcg[m]:.3f}" for m in modes]]
+        if peer:
+            cells.append(f"{peer[r.name]['ndcg']:.3f}" if r.name in peer else "-")
+        cells += [f"{r.lexical_s:.2f}", f"{r.first_result_s:.2f}",
+                  f"{r.cold_cli_s:.2f}" if r.cold_cli_s is not None else "-", f"{r.embed_s:.1f}", f"{r.p50_ms:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repos", help="comma-separated names (default: every repository in the data folder)")
@@ -271,6 +286,7 @@ def main() -> int:
     ap.add_argument("--work", default=str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                                           / "sg" / "repo-search"))
     ap.add_argument("--out", default=str(HERE / "results" / "repo_search.json"))
+    ap.add_argument("--markdown", metavar="FILE", help="also write the per-repository table as Markdown")
     args = ap.parse_args()
     args.modes = [m for m in args.modes.split(",") if m]
     if not DATA.is_dir():
@@ -346,6 +362,8 @@ def main() -> int:
           + f"; full index median {t['full_index_s_median']:.1f} s, mean {t['full_index_s_mean']:.1f} s; "
           f"warm p50 median {t['p50_ms_median']:.1f} ms; {t['embedded_chunks']} chunks embedded in "
           f"{t['embed_s']:.0f} s")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(runs, modes, peer), encoding="utf-8")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"summary": summary, "repos": [x.__dict__ for x in runs],
                                           "semble": peer}, indent=1, default=str), encoding="utf-8")
