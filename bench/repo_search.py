@@ -2,7 +2,8 @@
 ../shared/bench/repo-search, scored by NDCG@10 exactly as that benchmark scores itself (its run_benchmark.py).
 
     python bench/repo_search.py [--repos fastapi,chi] [--modes hybrid,semantic,lexical] [--no-models]
-                                [--semble .venv-semble/bin/python] [--keep] [--misses N] [--set search.KEY=JSON] [--out FILE]
+                                [--semble .venv-semble/bin/python] [--first-result] [--keep] [--misses N]
+                                [--set search.KEY=JSON] [--out FILE] [--markdown FILE]
 
 Per repository, a fresh Engine over a fresh index (cold; `--keep` reuses the index, for ranking work only):
 - the lexical pass (walk, chunk, BM25) and the time to the first result, which comes from the lexical tier;
