@@ -73,8 +73,9 @@ class Ranker:
             components = {name: c for name, c in components.items() if c}
             self.tiers = sorted({"semantic" if name.startswith("sem:") else name for name in components})
             # The lexical tier alone (models off or still loading) ranks by its ranks: raw BM25 spreads the pool so
-            # far that the navigation boosts, sized as shares of the best score, would barely move it.
-            alone = q.intent is not None and list(components) == ["lexical"]
+            # far that the navigation boosts, sized as shares of the best score, would barely move it. Not for
+            # CJK text, where no path or definition boost applies and ranks would only lose BM25's margins.
+            alone = q.intent is not None and list(components) == ["lexical"] and q.weights.get("cjk", 0.0) < 0.5
             if self.settings.fusion == "rrf" or alone:
                 fused = score.fuse_rrf(components, comp_weights, k=self.settings.rrf_k)
             else:
