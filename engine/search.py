@@ -178,13 +178,11 @@ class Engine:
             return self._indexer.update_files(paths, embed, buffers)
 
     def pending_embeddings(self) -> int:
-        """How many chunks still have no vector in the embedding space that reads them (0 with models off or
-        failed): the work a full index still has to do after its lexical pass. A store with no vector at all
-        answers without loading the models."""
+        """How many chunks still have no vector in the embedding space that reads them (0 with models off, failed
+        or not available: then no embedding will ever come): the work a full index still has to do after its
+        lexical pass. Resolves the models (~16 ms) but loads no weights."""
         if not self.settings.models.enabled or self._model_state[0] == "failed":
             return 0
-        if not self.store.has_vectors():
-            return self.store.counts()["chunks"]
         try:
             self._ensure_models()
         except SgError:

@@ -353,9 +353,6 @@ class Store:
             f"GROUP BY c.hash ORDER BY c.id LIMIT ?", (*routes, space, limit)).fetchall()
         return [(r[13], ChunkRow(*r)) for r in rows]
 
-    def has_vectors(self) -> bool:
-        return self._con().execute("SELECT EXISTS (SELECT 1 FROM vectors)").fetchone()[0] == 1
-
     def count_missing(self, space: str, routes: list[str]) -> int:
         marks = ",".join("?" * len(routes))
         return self._con().execute(

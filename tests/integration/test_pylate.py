@@ -7,10 +7,12 @@ texts. sg never imports pylate: these tests only read the recorded arrays.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +120,39 @@ def test_sg_search_through_maxsim(tmp_path: Path) -> None:
         sem = hits[0]["explanation"].get(f"sem:{FIXTURES / 'bert'}")
         assert sem is not None and sem > 0, hits[0]["explanation"]
         assert result["models"]["code"] == str(FIXTURES / "bert"), result["models"]
+
+
+def test_sg_search_answers_at_once_and_embeds_behind(tmp_path: Path) -> None:
+    """On a folder it has never indexed, `sg search` answers from the lexical tier at once and says so; a detached
+    `sg index` embeds the rest (one at a time), after which the same search is hybrid. --wait embeds first."""
+    ws = tmp_path / "ws"
+    write(ws, {f"pkg/mod{i}.py": "".join(f"def handler_{i}_{j}(request):\n    return request.get('k{j}')\n\n\n"
+                                         for j in range(10)) for i in range(8)})  # 80 functions: more than inline
+    write(ws, MAXSIM_FILES)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    model = ["--model-path", str(FIXTURES / "bert")]
+
+    def search(*extra: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "engine.cli", "search", "parse config json", str(ws), "--json",
+                              *model, *extra], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    first = search()
+    assert first["mode"] == "lexical" and first["tiers"] == ["lexical"]
+    assert first["results"][0]["path"] == "config.py"
+    assert any("no embeddings yet" in n and "background" in n for n in first["notes"]), first["notes"]
+    log = ws / ".sg" / "embed.log"
+    deadline = time.monotonic() + 240
+    while "embedded" not in (log.read_text() if log.exists() else ""):  # the indexer's closing line
+        assert time.monotonic() < deadline, log.read_text() if log.exists() else "no embed.log"
+        time.sleep(0.5)
+    with open(ws / ".sg" / "embed.lock", "a") as f:  # and it has let go of its lock: one indexer at a time
+        fcntl.flock(f, fcntl.LOCK_EX)
+    later = search()
+    assert later["mode"] == "hybrid" and later["tiers"] == ["lexical", "semantic"], later
+    assert not any("no embeddings yet" in n for n in later["notes"])
+    (ws / "pkg" / "new.py").write_text("".join(f"def extra_{j}(x):\n    return x + {j}\n\n\n" for j in range(70)))
+    waited = search("--wait")
+    assert waited["mode"] == "hybrid" and not any("no embeddings yet" in n for n in waited["notes"])
