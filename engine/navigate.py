@@ -1,14 +1,16 @@
 """Repository navigation: the ranking steps after fusion that let a code base's own structure count. Pure steps over
 the candidates' fused scores and rows; each adds a named part to a hit's explanation.
 
-- query kinds (`Intent`): a bare symbol ("APIRouter", "Rack::Builder"), natural language (which may name symbols:
-  "how does APIRouter include routers"), or a pasted snippet (find-similar, which skips these steps);
+- query kinds (`Intent`): a bare symbol ("APIRouter", "Rack::Builder"), a topic ("how are routes registered"; it
+  may name symbols: "how does APIRouter include routers"), a behaviour sentence that asks for one function
+  ("Return the names of all fixtures used by this node"), or a pasted snippet (find-similar skips these steps);
 - definitions: the chunk that defines a queried symbol is lifted, more when its file is named after it;
-- paths: query words in a file's stem or its folder lift that file's chunks (natural language);
+- paths: a topic's words in a file's stem or its folder lift that file's chunks;
 - file coherence: several matching chunks lift their file's best chunk;
-- priors: tests, examples, docs and prose, compat shims, generated files, type stubs and re-export files count for
-  less unless the query asks for them, and so do units of one or two lines;
+- priors: tests, examples, docs and prose, compat shims, generated files, type stubs, data and templates and an
+  __init__'s re-export code count for less unless the query asks for them, and so do one-line units;
 - diversity: each further chunk of one file in the top k counts for less.
+Behaviour sentences get the priors only: the file-level steps would push the one function they ask for down.
 
 Anchors: semble's ranking stack (MinishLab/semble, ranking/boosting.py and penalties.py: query kinds, the
 definition, stem and file boosts as shares of the best score, the path penalties and per-file saturation). sg
@@ -74,13 +76,12 @@ start stop wrap emit send show display initialize reset resolve render store col
 filter sort match yield fetch list count append insert replace extract encode decode serialize deserialize
 normalize escape strip wait schedule evaluate test assert ensure mark skip report configure install import export
 attach push pop detect prompt produce iterate enable disable truncate move restore cancel look turn change clean
-cleanup highlight point use accept allow attempt bind cache clear connect construct consume create declare define
-dispatch drop dump echo exit expand fill flush forward hash hide ignore include inject inspect issue keep kill
-lock log lookup map modify notify override pass patch pick post prepare process prune put queue receive record
-reduce refresh reject release reload rename repeat replace request require retry reverse save search select
-serve setup signal sleep sort spawn stream submit subscribe swap sync take tear teardown terminate throw toggle
-track transform translate trigger try unlock unregister unwrap upload verify visit walk warn watch perform obtain
-suspend resume
+cleanup highlight point use accept allow attempt bind cache clear connect construct consume declare define dispatch
+drop dump echo exit expand fill flush forward hash hide ignore include inject inspect issue keep kill lock log
+lookup map modify notify override pass patch pick post prepare process prune put queue receive record reduce
+refresh reject release reload rename repeat request require retry reverse search select serve setup signal sleep
+spawn stream submit subscribe swap sync take tear teardown terminate throw toggle track transform translate trigger
+try unlock unregister unwrap upload verify visit walk warn watch perform obtain suspend resume
 """.split())
 # Docstring openings that are not verbs: "The value of ...", "Whether to ...", "Called when ...".
 _BEHAVIOUR_OPENERS = frozenset("the this a an whether called if given helper for".split())
