@@ -41,7 +41,8 @@ def embed_snippets(emb: Embedder, texts: list[str]) -> np.ndarray | list[np.ndar
 class LoadsOnce:
     """`load()` runs the subclass's `_load()` once, under a lock; a failure is remembered and raised again on every
     later call (a broken model is reported each time, not reloaded each time). `_from_recipe` sets what every
-    embedder over a recipe has: its name, size and source, batching, and the loading state."""
+    embedder over a recipe has: its name, size and source, batching, and the loading state; the embedding entry
+    points below are the same for every runtime, over the subclass's `_embed` and `_encode_ids`."""
 
     def _from_recipe(self, recipe, threads: int, batch_size: int) -> None:
         self.recipe = recipe
@@ -72,6 +73,23 @@ class LoadsOnce:
                     raise
                 self._loaded = True
         return self
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
+        return self._embed(texts, query=True)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
+        return self._embed(texts, query=False)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Input length in tokens after truncation, as the model sees it (for throughput figures)."""
+        self.load()
+        return [len(ids) for ids in self._encode_ids(list(texts), query=False)]
+
+    def _embed(self, texts: list[str], query: bool) -> np.ndarray | list[np.ndarray]:
+        raise NotImplementedError  # each runtime runs its own model
+
+    def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
+        raise NotImplementedError  # each runtime tokenizes with its own tokenizer
 
 
 @dataclass(frozen=True)

@@ -166,17 +166,6 @@ class TransformerEmbedder(LoadsOnce):
 
     # -- embedding -------------------------------------------------------------------------------
 
-    def embed_queries(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
-        return self._embed(texts, query=True)
-
-    def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
-        return self._embed(texts, query=False)
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Input length in tokens after truncation, as the model sees it (for throughput figures)."""
-        self.load()
-        return [len(ids) for ids in self._encode_ids(list(texts), query=False)]
-
     def _embed(self, texts: list[str], query: bool) -> np.ndarray | list[np.ndarray]:
         texts = list(texts)
         if not texts:

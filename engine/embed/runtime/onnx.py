@@ -155,16 +155,6 @@ class OrtEmbedder(LoadsOnce):
 
     # -- embedding -------------------------------------------------------------------------------
 
-    def embed_queries(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
-        return self._embed(texts, query=True)
-
-    def embed_documents(self, texts: list[str]) -> np.ndarray | list[np.ndarray]:
-        return self._embed(texts, query=False)
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        self.load()
-        return [len(ids) for ids in self._encode_ids(list(texts), query=False)]
-
     def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
         texts = self.recipe.input_texts(texts, query)
         head = self._head[query]
