@@ -1,13 +1,14 @@
 """The ranker: from a query's route weights and the candidates a backend (engine.backends.base) answers, fused and
-boosted hits. Four steps, each its own function: weight allocation, candidate gathering (with the fill-in that
-gives every candidate every component's score), boosts (name, test demotion) and hit assembly."""
+boosted hits. Steps, each its own function: the query's intent (engine.navigate), weight allocation, candidate
+gathering (BM25, each space, by name; the fill-in that gives every candidate every component's score), fusion,
+boosts (name, test demotion for find-similar), the navigation steps (engine.navigate) and hit assembly."""
 
 from __future__ import annotations
 
 import fnmatch
 import math
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,10 +50,10 @@ class Ranker:
     settings: SearchSettings
     encode: Callable[[Space, str, bool], np.ndarray]
     drop: Callable[[Space, Exception], None]
-    tiers: list[str] = field(default_factory=list)  # after rank(): the tiers that served it (lexical, semantic)
 
-    def rank(self, q: Query) -> tuple[list[Hit], list[str]]:
-        """The top q.k hits (deduplicated) and notes on anything that degraded the ranking."""
+    def rank(self, q: Query) -> tuple[list[Hit], list[str], list[str]]:
+        """The top q.k hits (deduplicated), notes on anything that degraded the ranking, and the tiers that served
+        them ("lexical", "semantic")."""
         notes: list[str] = []
         if q.intent is None and not q.doc_query and self.settings.navigate:
             q.intent = navigate.read_intent(q.text)
@@ -64,14 +65,14 @@ class Ranker:
             if q.paths:
                 rows = {key: r for key, r in rows.items() if path_ok(r.path, q.paths)}
             if not rows:
-                return [], notes
+                return [], notes, []
             for comp in components.values():
                 for key in list(comp):
                     if key not in rows:
                         del comp[key]
             # A component with no candidates (e.g. a space with no vectors in this corpus) must not dilute others.
             components = {name: c for name, c in components.items() if c}
-            self.tiers = sorted({"semantic" if name.startswith("sem:") else name for name in components})
+            tiers = sorted({"semantic" if name.startswith("sem:") else name for name in components})
             # The lexical tier alone (models off or still loading) ranks by its ranks: raw BM25 spreads the pool so
             # far that the navigation boosts, sized as shares of the best score, would barely move it. Not for
             # CJK text, where no path or definition boost applies and ranks would only lose BM25's margins.
@@ -98,7 +99,7 @@ class Ranker:
             for hit in top:
                 if hit.chunk_id in full:
                     hit.snippet = snippet(full[hit.chunk_id])
-            return top, notes
+            return top, notes, tiers
 
     def gather(self, v: View, q: Query, mode: str, space_w: dict[str, float], unserved: float,
                notes: list[str]) -> tuple[dict[str, dict[Hashable, float]], dict[str, float], list[Hashable]]:

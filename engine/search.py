@@ -235,10 +235,10 @@ class Engine:
         notes: list[str] = []
         mode = self._usable_mode(self._check_mode(mode), wait_for_models, notes)
         weights = route.route_query(query)
-        ranker = self._ranker()
-        hits, rank_notes = ranker.rank(Query(query, tokenize.tokenize_query(query), weights, mode, k, paths))
+        hits, rank_notes, tiers = self._ranker().rank(Query(query, tokenize.tokenize_query(query), weights, mode, k,
+                                                            paths))
         return SearchResult(hits, mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(),
-                            notes + rank_notes, ranker.tiers)
+                            notes + rank_notes, tiers)
 
     def chunk_at(self, path: str, line: int, col: int | None = None) -> ChunkInfo | None:
         """The chunk a position falls in: the innermost function, method or class chunk that encloses `line`
@@ -292,14 +292,13 @@ class Engine:
         r = route.route_chunk(text, language or "code")
         weights = {x: (1.0 if x == r else 0.0) for x in ROUTES}
         q_tokens = tokenize.tokenize_query(text, limit=512)
-        ranker = self._ranker()
-        hits, rank_notes = ranker.rank(Query(text, q_tokens, weights, mode, k + 8, None, doc_query=True,
-                                             name_boost=False))
+        hits, rank_notes, tiers = self._ranker().rank(Query(text, q_tokens, weights, mode, k + 8, None,
+                                                            doc_query=True, name_boost=False))
         if exclude:
             hits = [h for h in hits if h.chunk_id != exclude[2] and not (h.path == exclude[0] and h.symbol
                                                                           and h.symbol == exclude[1])]
         return SearchResult(hits[:k], mode, (time.perf_counter() - t0) * 1000, weights, self.model_names(),
-                            notes + rank_notes, ranker.tiers)
+                            notes + rank_notes, tiers)
 
     def _ranker(self) -> Ranker:
         return Ranker(self.backend, self.spaces, self.settings.search, self._encode, self._drop_space)
