@@ -44,6 +44,7 @@ class ModelSettings:
     batch_size: int = 32
     precision: str = "auto"  # auto | fp32 | int8 | bf16: the encoder's arithmetic (embed/precision.py chooses)
     runtime: str = "auto"  # auto | torch | onnx: ONNX Runtime wherever the model exports (embed/precision.py)
+    max_tokens: int = 0  # cap every text a model reads at this many tokens (0: the model's own); a new vector space
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Settings:
             raise ConfigError(f"models.precision must be one of {', '.join(PRECISIONS)}, not {self.models.precision!r}")
         if self.models.runtime not in RUNTIMES:
             raise ConfigError(f"models.runtime must be one of {', '.join(RUNTIMES)}, not {self.models.runtime!r}")
+        if self.models.max_tokens != 0 and not 8 <= self.models.max_tokens <= 8192:
+            raise ConfigError("models.max_tokens must be 0 (the model's own cap) or between 8 and 8192")
         if self.index.token_codec not in ("fp32", "fp16", "int8", "pq"):
             raise ConfigError(f"index.token_codec must be fp32, fp16, int8 or pq, not {self.index.token_codec!r}")
         if not 1 <= self.index.max_file_bytes <= 1 << 30:

@@ -90,8 +90,10 @@ class _Resolver:
         self.default_note = ""
 
     def _instance(self, recipe: Recipe) -> Embedder:
-        recipe = dataclasses.replace(recipe, precision="fp32")
         s = self.settings
+        recipe = dataclasses.replace(recipe, precision="fp32")
+        if 0 < s.max_tokens < recipe.max_length:
+            recipe = dataclasses.replace(recipe, max_length=s.max_tokens)
         cls = pylate.embedder_class(recipe)  # sg-pylate hook: ColBERT query/skiplist rules
         base = cls(recipe, threads=s.threads, batch_size=s.batch_size)
         emb = select.build(recipe, base, s.precision, getattr(s, "runtime", "auto"), threads=s.threads,

@@ -448,7 +448,8 @@ def test_resource_limits_server(tmp_path: Path):
 
 @pytest.mark.parametrize("override", [{"search": {"max_query_chars": 0}}, {"search": {"max_query_chars": 10**12}},
                                       {"index": {"max_chunks_per_file": -1}},
-                                      {"index": {"max_chunks_per_file": 10**12}}])
+                                      {"index": {"max_chunks_per_file": 10**12}},
+                                      {"models": {"max_tokens": 4}}, {"models": {"max_tokens": -1}}])
 def test_limit_settings_are_range_checked(override: dict):
     with pytest.raises(ConfigError):
         load_settings(None, override)

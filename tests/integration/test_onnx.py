@@ -184,6 +184,49 @@ print(sorted(m for m in ("torch", "transformers", "peft", "sentence_transformers
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_bf16_documents_run_traced_without_transformers(st, cache):
+    """bf16 documents come from a TorchScript trace exported once (torch.py): the same vectors as the eager bf16
+    model, under its identity, and a later process loads it with torch alone (no transformers, no peft)."""
+    from engine.embed.runtime.torch import ScriptEmbedder
+
+    recipe = resolve_recipe(str(st), settings_())
+    base = TransformerEmbedder(recipe, threads=1)
+    eager = TransformerEmbedder(dataclasses.replace(recipe, precision="bf16"), threads=1)
+    emb = select.runtime_module("torch").embedder(recipe, "bf16", base, threads=1, batch_size=4)
+    assert isinstance(emb, Fallback) and emb.ident == eager.ident
+    docs = TEXTS + [" ".join(["token"] * 100)]  # several batches of several lengths, one past the cap
+    np.testing.assert_allclose(emb.embed_documents(docs), eager.embed_documents(docs), atol=2e-3)
+    assert isinstance(emb.serving, ScriptEmbedder) and emb.serving.cached
+    manifest = json.loads((emb.serving.directory / "manifest.json").read_text())
+    assert manifest["model"] == "model.pt" and manifest["worst_cosine_vs_torch_bf16"] >= 0.9999
+    code = f"""
+import sys
+from engine.embed import load_embedders
+from engine.settings import ModelSettings
+embs, _ = load_embedders(ModelSettings(model_path={str(st)!r}, threads=1, precision="bf16", runtime="torch"))
+v = embs["code"].embed_documents(["read a file", "def f(x):\\n    return x"])
+assert v.shape == (2, 24), v.shape
+print(type(embs["code"].serving).__name__, sorted(m for m in ("transformers", "peft") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "ScriptEmbedder []"
+
+
+def test_max_tokens_caps_every_text_in_a_space_of_its_own(st, cache):
+    """models.max_tokens below the model's cap: texts are cut there, and the vectors are a space of their own (an
+    index built with the model's own cap re-embeds)."""
+    full, _ = load_embedders(settings_(model_path=str(st)))
+    capped, _ = load_embedders(settings_(model_path=str(st), max_tokens=16))
+    assert full["code"].max_length == 32 and capped["code"].max_length == 16
+    assert capped["code"].ident != full["code"].ident
+    long = " ".join(["token"] * 100)
+    assert capped["code"].count_tokens([long]) == [16]
+    same, _ = load_embedders(settings_(model_path=str(st), max_tokens=64))  # above the model's cap: no change
+    assert same["code"].ident == full["code"].ident
+
+
 def _args(path: Path):
     recipe = resolve_recipe(str(path), settings_())
     return recipe, "fp32", TransformerEmbedder(recipe).ident
@@ -294,11 +337,11 @@ def test_split_serves_documents_and_queries_from_their_runtimes(st, cache):
     bf16 = TransformerEmbedder(dataclasses.replace(recipe, precision="bf16"), threads=1)
     assert emb.ident == bf16.ident != base.ident
     emb.load()
-    assert emb.queries.serving._loaded and not emb.documents._loaded  # nothing of torch loaded for a search
+    assert emb.queries.serving._loaded and emb.documents._active is None  # nothing of torch loaded for a search
     np.testing.assert_allclose(emb.embed_queries(TEXTS), OrtEmbedder(recipe, "fp32", base.ident).embed_queries(TEXTS),
                                atol=1e-5)
     snippets = emb.embed_snippets(TEXTS)  # find-similar: a snippet as a document, from the query runtime
-    assert not emb.documents._loaded
+    assert emb.documents._active is None
     np.testing.assert_allclose(snippets, OrtEmbedder(recipe, "fp32", base.ident).embed_documents(TEXTS), atol=1e-5)
     np.testing.assert_allclose(emb.embed_documents(TEXTS), bf16.embed_documents(TEXTS), atol=1e-5)
     assert _worst_cos(emb.embed_queries(TEXTS), base.embed_queries(TEXTS)) >= 0.9999

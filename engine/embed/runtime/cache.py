@@ -1,4 +1,6 @@
-"""Where ONNX exports live: one directory per (model identity, variant, runtime version), complete or absent.
+"""Where exports live: one directory per (model identity, variant, runtime version), complete or absent. The
+ONNX variants (onnx.py) and a TorchScript trace for bf16 documents (torch.py) share the layout: the model file,
+tokenizer.json and a manifest with the token layout.
 
 Light on purpose: a search reads a manifest through this module and never imports the exporter (export.py).
 """
@@ -20,6 +22,9 @@ VARIANTS = ("fp32", "int8-dyn", "int8-dyn-rr", "int8-dyn-keep", "int8-static", "
 # A variant whose making changed without changing EXPORT_VERSION for all: int8-static 2 calibrates on chunks rendered
 # as sg embeds them (issue 26; before, an import error left it on 40-line windows of source).
 VARIANT_REVISION = {"int8-static": "2"}
+# TorchScript trace of the bf16 model: the same vectors as torch bf16 (worst cosine >= FP32_MIN_COSINE), loaded
+# without transformers or peft (torch.py).
+SCRIPTED = "torchscript-bf16"
 FP32_MIN_COSINE = 0.9999
 MANIFEST = "manifest.json"
 
@@ -30,8 +35,9 @@ def cache_root() -> Path:
 
 def cache_key(base_ident: str, variant: str) -> str:
     """Directory name of one export: the torch fp32 identity (weights, adapter, recipe), the variant, and the
-    versions that shape the file (export code, onnxruntime which quantises and optimises it)."""
-    parts = [EXPORT_VERSION, base_ident, variant, dist_version("onnxruntime")]
+    versions that shape the file (export code, onnxruntime which quantises and optimises it, or torch which traces
+    and runs the TorchScript one)."""
+    parts = [EXPORT_VERSION, base_ident, variant, dist_version("torch" if variant == SCRIPTED else "onnxruntime")]
     if variant in VARIANT_REVISION:
         parts.append(f"revision={VARIANT_REVISION[variant]}")
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()

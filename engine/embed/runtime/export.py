@@ -1,8 +1,10 @@
-"""Export a served model to ONNX once (torch), quantise it (onnxruntime.quantization), verify it, cache it (cache.py).
+"""Export a served model once (torch): to ONNX, quantised (onnxruntime.quantization) or not, or as a bf16
+TorchScript trace; verify it and cache it (cache.py).
 
 The graph is built from the exact model TransformerEmbedder serves (adapter merged, dense projection and
-pooling included), so search needs no torch afterwards. Every entry is written into a temporary directory
-and renamed into place only when complete, so a killed export never leaves a half entry that gets used.
+pooling included), so search needs no torch afterwards, and bf16 indexing no transformers or peft. Every entry
+is written into a temporary directory and renamed into place only when complete, so a killed export never leaves
+a half entry that gets used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from ...dist import dist_version
 from ..transformer import Recipe
-from .cache import FP32_MIN_COSINE, MANIFEST, cache_dir, cache_key, read_manifest
+from .cache import FP32_MIN_COSINE, MANIFEST, SCRIPTED, cache_dir, cache_key, read_manifest
 
 OPSET = 17
 CALIBRATION_CHUNKS = 300
@@ -53,35 +55,41 @@ def export(recipe: Recipe, variant: str, base_ident: str, dest: Path, key: str, 
     """Write the `variant` export of `recipe` to `dest` (atomically) and return its manifest.
 
     Raises ImportError when torch (or onnx, for the int8 variants) is not installed, ExportError when the
-    model cannot be exported or its fp32 export disagrees with torch.
+    model cannot be exported or an export that claims its reference's vectors (ONNX fp32: torch fp32; TorchScript
+    bf16: torch bf16) disagrees with it.
     """
     import torch  # noqa: F401 - ImportError here means: no export on this machine
 
     from ..transformer import TransformerEmbedder
 
     t0 = time.perf_counter()
-    _say(log, f"{recipe.name}: exporting to ONNX ({variant}), once per model version, into {dest.parent}")
-    emb = TransformerEmbedder(dataclasses.replace(recipe, precision="fp32"), threads=0).load()
+    scripted = variant == SCRIPTED
+    reference = "bf16" if scripted else "fp32"
+    _say(log, f"{recipe.name}: exporting ({variant}), once per model version, into {dest.parent}")
+    emb = TransformerEmbedder(dataclasses.replace(recipe, precision=reference), threads=0).load()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=dest.parent))
+    model = "model.pt" if scripted else "model.onnx"
     try:
-        if variant == "fp32":
-            _export_fp32(emb, tmp / "model.onnx")
+        if scripted:
+            _export_script(emb, tmp / model)
+        elif variant == "fp32":
+            _export_fp32(emb, tmp / model)
         else:
             fp32_dir = cache_dir(base_ident, "fp32")
             fp32_key = cache_key(base_ident, "fp32")
             if read_manifest(fp32_dir, fp32_key) is None:
                 export(recipe, "fp32", base_ident, fp32_dir, fp32_key, log=log)
-            _quantise(variant, fp32_dir / "model.onnx", tmp / "model.onnx", emb, calibration)
+            _quantise(variant, fp32_dir / "model.onnx", tmp / model, emb, calibration)
         (tmp / "tokenizer.json").write_text(emb._tok.backend_tokenizer.to_str(), encoding="utf-8")
         layout = _layout(emb)
-        worst = _verify(emb, tmp, layout)
-        if variant == "fp32" and worst < FP32_MIN_COSINE:
-            raise ExportError(f"the ONNX export's vectors differ from torch's (worst cosine {worst:.6f} < "
-                              f"{FP32_MIN_COSINE})")
+        worst = _verify(emb, tmp, layout, _script_runner(tmp / model) if scripted else _onnx_runner(tmp / model))
+        if variant in ("fp32", SCRIPTED) and worst < FP32_MIN_COSINE:
+            raise ExportError(f"the {variant} export's vectors differ from torch {reference}'s (worst cosine "
+                              f"{worst:.6f} < {FP32_MIN_COSINE})")
         manifest = {
-            "key": key, "variant": variant, "model": "model.onnx", "ident": base_ident, "name": recipe.name,
-            "layout": layout, "worst_cosine_vs_torch_fp32": round(float(worst), 7),
+            "key": key, "variant": variant, "model": model, "ident": base_ident, "name": recipe.name,
+            "layout": layout, f"worst_cosine_vs_torch_{reference}": round(float(worst), 7),
             "torch": dist_version("torch"), "onnxruntime": dist_version("onnxruntime"), "opset": OPSET,
             "seconds": round(time.perf_counter() - t0, 1), "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -95,8 +103,8 @@ def export(recipe: Recipe, variant: str, base_ident: str, dest: Path, key: str, 
             if read_manifest(dest, key) is None:
                 shutil.rmtree(dest, ignore_errors=True)  # a stale entry of the same key, e.g. damaged
                 os.rename(tmp, dest)
-        _say(log, f"{recipe.name}: ONNX {variant} ready in {manifest['seconds']} s "
-                  f"(worst cosine vs torch fp32 {worst:.6f})")
+        _say(log, f"{recipe.name}: {variant} export ready in {manifest['seconds']} s "
+                  f"(worst cosine vs torch {reference} {worst:.6f})")
         return manifest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -163,6 +171,43 @@ def _export_fp32(emb, path: Path) -> None:
                                             "attention_mask": {0: "batch", 1: "tokens"}, "vectors": out_axes})
     except Exception as exc:  # noqa: BLE001 - any exporter failure means: serve with torch
         raise ExportError(f"torch.onnx.export failed: {str(exc).strip().splitlines()[0][:200]}") from exc
+
+
+def _export_script(emb, path: Path) -> None:
+    """The bf16 model traced (TorchScript, not frozen: a frozen module takes ~2 s to load, this one ~0.1 s) with
+    dynamic batch and length: loading it needs torch alone, not transformers and peft (~2.5 s of an index run)."""
+    import torch
+
+    ids = torch.full((2, 16), emb._pad_id, dtype=torch.long)
+    ids[:, 0] = emb._prefix[0] if emb._prefix else 1
+    mask = torch.ones((2, 16), dtype=torch.long)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # tracer warnings about Python control flow
+            torch.jit.save(torch.jit.trace(_wrapper(emb), (ids, mask), strict=False, check_trace=False), str(path))
+    except Exception as exc:  # noqa: BLE001 - an untraceable model runs eagerly
+        raise ExportError(f"torch.jit.trace failed: {str(exc).strip().splitlines()[0][:200]}") from exc
+
+
+def _onnx_runner(path: Path):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda ids, mask: session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def _script_runner(path: Path):
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated in favour of torch.export (see torch.py)
+        module = torch.jit.load(str(path))
+
+    def run(ids, mask):
+        with torch.inference_mode():
+            return module(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+
+    return run
 
 
 def _matmuls(path: Path) -> list[str]:
@@ -259,11 +304,9 @@ def calibration_texts(n: int = CALIBRATION_CHUNKS) -> list[str]:
     return texts[::step][:n]
 
 
-def _verify(emb, directory: Path, layout: dict) -> float:
-    """Worst cosine between torch fp32 and the export over the probe texts, as documents and as queries."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+def _verify(emb, directory: Path, layout: dict, run) -> float:
+    """Worst cosine between `emb` (torch, the reference) and the export, run through `run(ids, mask)`, over the
+    probe texts, as documents and as queries."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
@@ -275,7 +318,7 @@ def _verify(emb, directory: Path, layout: dict) -> float:
         texts = emb.recipe.input_texts(PROBES, query)
         got = [head + e.ids[:room] + layout["suffix"] for e in tok.encode_batch(texts, add_special_tokens=False)]
         if got != want:
-            raise ExportError("the tokenizer saved for ONNX does not reproduce transformers' token ids")
+            raise ExportError("the tokenizer saved with the export does not reproduce transformers' token ids")
         ref = emb.embed_queries(PROBES) if query else emb.embed_documents(PROBES)
         width = max(len(s) for s in want)
         ids = np.full((len(want), width), layout["pad_id"], np.int64)
@@ -285,7 +328,7 @@ def _verify(emb, directory: Path, layout: dict) -> float:
             mask[row, :len(s)] = 1
         if emb.recipe.multi_vector and query and emb.recipe.query_expand_to:
             continue  # query expansion is checked through OrtEmbedder in the tests
-        out = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        out = run(ids, mask)
         skip = np.asarray(layout["skip"], np.int64)
         for row in range(len(want)):
             a = ref[row]

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ModelError
-from ..base import LoadsOnce
 from ..transformer import Recipe, TransformerEmbedder
 from . import RuntimeUnavailable
 from .cache import VARIANTS, cache_key, cache_root, read_manifest
 from .cpu import cpu_flags
+from .exported import ExportedEmbedder
 
 LABEL = "ONNX Runtime"
 PRECISIONS = VARIANTS
@@ -59,57 +58,21 @@ def embedder(recipe: Recipe, precision: str, base: TransformerEmbedder, *, threa
     return OrtEmbedder(recipe, precision, base.ident, threads=threads, batch_size=batch_size, log=log)
 
 
-class OrtEmbedder(LoadsOnce):
+class OrtEmbedder(ExportedEmbedder):
     """An Embedder (see base.py) running an exported graph on ONNX Runtime. Thread-safe; loads lazily.
 
     fp32 claims the torch fp32 identity: the export is verified against torch (worst cosine >= 0.9999) and
     refused otherwise: `load()` then raises RuntimeUnavailable, and select.py decides what serves instead.
     """
 
+    runtime = "onnxruntime"
+
     def __init__(self, recipe: Recipe, variant: str, base_ident: str, *, threads: int = 0, batch_size: int = 32,
                  log: Callable[[str], None] | None = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown ONNX variant {variant!r}")
-        self._from_recipe(recipe, threads, batch_size)
-        self.variant = variant
-        self.base_ident = base_ident
-        if variant == "fp32":
-            self.ident = base_ident
-        else:  # another vector space: the name stays, the digest changes
-            name, _, digest = base_ident.rpartition("@")
-            extra = hashlib.blake2b(f"{digest}|onnx={variant}".encode(), digest_size=6).hexdigest()
-            self.ident = f"{name}@{extra}"
-        self.key = cache_key(base_ident, variant)
-        self.directory = cache_root() / self.key
-        self.runtime = "onnxruntime"
-        self._log = log
-
-    def __repr__(self) -> str:
-        return f"<OrtEmbedder {self.ident} {self.variant} dim={self.dim}>"
-
-    @property
-    def cached(self) -> bool:
-        return read_manifest(self.directory, self.key) is not None
-
-    # -- loading ---------------------------------------------------------------------------------
-
-    def _load(self) -> None:
-        manifest = read_manifest(self.directory, self.key)
-        if manifest is None:
-            from .export import ExportError, export
-
-            try:
-                export(self.recipe, self.variant, self.base_ident, self.directory, self.key, log=self._log)
-            except ExportError as exc:
-                raise RuntimeUnavailable(f"{self.name}: ONNX {self.variant}: {exc}") from exc
-            except ImportError as exc:  # no torch (or no onnx for quantising): the export cannot happen here
-                raise RuntimeUnavailable(f"{self.name}: ONNX {self.variant}: cannot export to ONNX here "
-                                         f"({exc.name or exc} is not installed)") from exc
-            manifest = read_manifest(self.directory, self.key)
-            if manifest is None:
-                raise RuntimeUnavailable(f"{self.name}: ONNX {self.variant}: the export in {self.directory} is "
-                                         f"incomplete")
-        self._open(manifest)
+        super().__init__(recipe, variant, base_ident, same_space=base_ident if variant == "fp32" else "",
+                         threads=threads, batch_size=batch_size, log=log)
 
     def _options(self, ort, lean: bool):
         so = ort.SessionOptions()
@@ -117,71 +80,33 @@ class OrtEmbedder(LoadsOnce):
         so.log_severity_level = 3
         so.inter_op_num_threads = 1
         if lean:
-            # Opens in about half the time (MiniLM: 0.19 s against 0.34 s on a busy 2-core machine): a one-shot
-            # search's single query needs neither a thread pool nor weights repacked for fast matrix products.
+            # Opens faster: a one-shot search's single query needs neither a thread pool nor weights repacked for
+            # fast matrix products (and unpacked weights stay in the mapped file, see _session).
             so.intra_op_num_threads = 1
             so.add_session_config_entry("session.disable_prepacking", "1")
         elif self.threads > 0:
             so.intra_op_num_threads = self.threads
         return so
 
-    def _open(self, manifest: dict) -> None:
+    def _open_model(self, path: Path) -> None:
         """Open lean (see _options); the second embed call reopens with the full options (_settle), so a
         long-lived process, or an index run past its first batch, runs at full speed (a lean session costs a
         short query about 10 ms more)."""
         try:
             import onnxruntime as ort
-            from tokenizers import Tokenizer
         except ImportError as exc:
-            raise RuntimeUnavailable(f"{self.name}: {exc.name} is not installed (pip install onnxruntime "
-                                     f"tokenizers)") from exc
-        try:
-            self._session = _session(ort, self._options(ort, lean=True), self.directory / manifest["model"])
-            tok = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
-        except Exception as exc:  # noqa: BLE001 - a damaged cache entry: say where it is
-            raise ModelError(f"{self.name}: cannot open the ONNX export in {self.directory}: {exc}") from exc
+            raise RuntimeUnavailable(f"{self.name}: onnxruntime is not installed") from exc
+        self._session = _session(ort, self._options(ort, lean=True), path)
         self._lean, self._calls = True, 0
         self._settle_lock = threading.Lock()
-        m = manifest["layout"]
-        self._prefix, self._suffix = list(m["prefix"]), list(m["suffix"])
-        self._pad_id, self._mask_id = int(m["pad_id"]), int(m["mask_id"])
-        self._head = {True: list(m["prefix"]) + list(m["mode_ids"]) + list(m["q_marker"]),
-                      False: list(m["prefix"]) + list(m["mode_ids"]) + list(m["d_marker"])}
-        self._skip = np.asarray(sorted(m["skip"]), dtype=np.int64)
-        tok.no_padding()
-        tok.no_truncation()
-        self._tok = tok
+        self._path = path
         self._inputs = [i.name for i in self._session.get_inputs()]
-        self.manifest = manifest
 
-    # -- embedding -------------------------------------------------------------------------------
-
-    def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
-        texts = self.recipe.input_texts(texts, query)
-        head = self._head[query]
-        room = max(1, self.max_length - len(head) - len(self._suffix))
-        return [head + enc.ids[:room] + self._suffix
-                for enc in self._tok.encode_batch(texts, add_special_tokens=False)]
-
-    def _embed(self, texts: list[str], query: bool) -> np.ndarray | list[np.ndarray]:
-        texts = list(texts)
-        if not texts:
-            return [] if self.multi_vector else np.zeros((0, self.dim), dtype=np.float32)
-        self.load()
+    def _before_embed(self) -> None:
         if self._lean:
             self._calls += 1
             if self._calls > 1:
                 self._settle()
-        ids = self._encode_ids(texts, query)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
-        out: list = [None] * len(ids)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            for i, vec in zip(batch, self._forward([ids[i] for i in batch], query)):
-                out[i] = vec
-        if self.multi_vector:
-            return out
-        return np.stack(out).astype(np.float32, copy=False)
 
     def _settle(self) -> None:
         """Swap the lean session for a full one (calls running on the lean one finish on it)."""
@@ -189,33 +114,12 @@ class OrtEmbedder(LoadsOnce):
 
         with self._settle_lock:
             if self._lean:
-                self._session = _session(ort, self._options(ort, lean=False), self.directory / self.manifest["model"])
+                self._session = _session(ort, self._options(ort, lean=False), self._path)
                 self._lean = False
 
-    def _forward(self, seqs: list[list[int]], query: bool) -> list[np.ndarray]:
-        r = self.recipe
-        expand = r.query_expand_to if (query and r.multi_vector) else 0
-        width = max(max(len(s) for s in seqs), expand)
-        input_ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=np.int64)
-        for row, seq in enumerate(seqs):
-            input_ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
-        keep = mask.astype(bool)
-        if expand:  # ColBERT query augmentation, as in TransformerEmbedder.forward_batch
-            for row, seq in enumerate(seqs):
-                if len(seq) < expand:
-                    input_ids[row, len(seq):expand] = self._mask_id
-                    keep[row, len(seq):expand] = True
-                    if r.query_expand_attend:
-                        mask[row, len(seq):expand] = 1
+    def _run(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": mask}
-        out = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
-        if not r.multi_vector:
-            return list(out)
-        if not query and len(self._skip):
-            keep &= ~np.isin(input_ids, self._skip)
-        return [out[row][keep[row]].copy() for row in range(len(seqs))]
+        return self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
 
 
 def _session(ort, so, model: Path):
@@ -248,7 +152,8 @@ def _session(ort, so, model: Path):
     try:
         os.replace(tmp / weights.name, weights)
         os.replace(tmp / saved.name, saved)
-        for old in model.parent.glob(f"{model.stem}.optimised-*.onnx"):  # graphs saved whole, weights inside (sg 0.1.0 until 2026-12-08)
+        # graphs saved whole, weights inside (until 2026-12-08): replaced by this one
+        for old in model.parent.glob(f"{model.stem}.optimised-*.onnx"):
             if not old.with_suffix(".weights").exists():
                 old.unlink(missing_ok=True)
     except OSError:  # a read-only cache: the session still runs, the next open optimises again
