@@ -88,6 +88,22 @@ class LoadsOnce:
     def _embed(self, texts: list[str], query: bool) -> np.ndarray | list[np.ndarray]:
         raise NotImplementedError  # each runtime runs its own model
 
+    def _forward(self, seqs: list[list[int]], query: bool) -> list[np.ndarray]:
+        raise NotImplementedError  # one batch of token ids through the model: a vector (or token vectors) each
+
+    def _in_batches(self, ids: list[list[int]], query: bool) -> np.ndarray | list[np.ndarray]:
+        """`_forward` over `ids` in batches of similar lengths (a batch is as wide as its longest sequence); the
+        vectors come back in input order, stacked for single-vector models."""
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out: list = [None] * len(ids)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            for i, vec in zip(batch, self._forward([ids[i] for i in batch], query)):
+                out[i] = vec
+        if self.multi_vector:
+            return out
+        return np.stack(out).astype(np.float32, copy=False)
+
     def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
         raise NotImplementedError  # each runtime tokenizes with its own tokenizer
 

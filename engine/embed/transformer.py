@@ -174,16 +174,8 @@ class TransformerEmbedder(LoadsOnce):
         import torch
 
         ids = self._encode_ids(texts, query)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
-        out: list = [None] * len(ids)
         with self._lock, torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                for i, vec in zip(batch, self._forward([ids[i] for i in batch], query)):
-                    out[i] = vec
-        if self.multi_vector:
-            return out
-        return np.stack(out).astype(np.float32, copy=False)
+            return self._in_batches(ids, query)
 
     def _encode_ids(self, texts: list[str], query: bool) -> list[list[int]]:
         texts = self.recipe.input_texts(texts, query)

@@ -70,7 +70,7 @@ def test_fp32_export_equals_torch_and_shares_its_space(st, cache):
         b = ort.embed_queries(TEXTS) if query else ort.embed_documents(TEXTS)
         assert b.dtype == np.float32 and b.shape == a.shape
         assert _worst_cos(a, b) >= 0.9999
-    assert ort.ident == ref.ident and ort.runtime == "onnxruntime"
+    assert ort.ident == ref.ident
     assert ort.count_tokens(TEXTS) == ref.count_tokens(TEXTS)
     manifest = json.loads((ort.directory / "manifest.json").read_text())
     assert manifest["worst_cosine_vs_torch_fp32"] >= 0.9999 and manifest["variant"] == "fp32"

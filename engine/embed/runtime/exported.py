@@ -24,8 +24,6 @@ class ExportedEmbedder(LoadsOnce):
     """Thread-safe; loads lazily. An export that reproduces its reference (torch fp32 for ONNX fp32, torch bf16 for
     TorchScript bf16) claims that reference's identity, `same_space`; another variant is a vector space of its own."""
 
-    runtime = ""  # the package that runs the model, for messages
-
     def __init__(self, recipe: Recipe, variant: str, base_ident: str, *, same_space: str = "", threads: int = 0,
                  batch_size: int = 32, log: Callable[[str], None] | None = None) -> None:
         self._from_recipe(recipe, threads, batch_size)
@@ -109,16 +107,7 @@ class ExportedEmbedder(LoadsOnce):
             return [] if self.multi_vector else np.zeros((0, self.dim), dtype=np.float32)
         self.load()
         self._before_embed()
-        ids = self._encode_ids(texts, query)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
-        out: list = [None] * len(ids)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            for i, vec in zip(batch, self._forward([ids[i] for i in batch], query)):
-                out[i] = vec
-        if self.multi_vector:
-            return out
-        return np.stack(out).astype(np.float32, copy=False)
+        return self._in_batches(self._encode_ids(texts, query), query)
 
     def _forward(self, seqs: list[list[int]], query: bool) -> list[np.ndarray]:
         r = self.recipe

@@ -65,8 +65,6 @@ class OrtEmbedder(ExportedEmbedder):
     refused otherwise: `load()` then raises RuntimeUnavailable, and select.py decides what serves instead.
     """
 
-    runtime = "onnxruntime"
-
     def __init__(self, recipe: Recipe, variant: str, base_ident: str, *, threads: int = 0, batch_size: int = 32,
                  log: Callable[[str], None] | None = None) -> None:
         if variant not in VARIANTS:

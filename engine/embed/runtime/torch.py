@@ -60,8 +60,6 @@ class ScriptEmbedder(ExportedEmbedder):
     """The bf16 model as a TorchScript trace (export.py), run with torch alone. Same vectors as the eager bf16 model
     (verified at export), so it claims that identity."""
 
-    runtime = "torch (TorchScript)"
-
     def _open_model(self, path: Path) -> None:
         try:
             import torch
