@@ -38,6 +38,26 @@ def embed_snippets(emb: Embedder, texts: list[str]) -> np.ndarray | list[np.ndar
     return getattr(emb, "embed_snippets", emb.embed_documents)(texts)
 
 
+def pad_batch(seqs: list[list[int]], width: int, pad_id: int, expand: int = 0, mask_id: int = 0,
+              attend_expansion: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids padded to `width`, their attention mask, and the positions whose vectors are kept: int64, int64
+    and bool (n, width) arrays. ColBERT query augmentation (`expand` > 0): [MASK] tokens up to that length, whose
+    vectors stay in the output; the model attends to them only with `attend_expansion`."""
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for row, seq in enumerate(seqs):
+        ids[row, :len(seq)] = seq
+        mask[row, :len(seq)] = 1
+    keep = mask.astype(bool)
+    for row, seq in enumerate(seqs):
+        if len(seq) < expand:
+            ids[row, len(seq):expand] = mask_id
+            keep[row, len(seq):expand] = True
+            if attend_expansion:
+                mask[row, len(seq):expand] = 1
+    return ids, mask, keep
+
+
 class LoadsOnce:
     """`load()` runs the subclass's `_load()` once, under a lock; a failure is remembered and raised again on every
     later call (a broken model is reported each time, not reloaded each time). `_from_recipe` sets what every

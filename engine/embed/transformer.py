@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ModelError
 from . import files
-from .base import LoadsOnce
+from .base import LoadsOnce, pad_batch
 
 # Bump when a recipe change alters vectors, so an index built with the old code is not reused.
 RECIPE_VERSION = "1"
@@ -200,20 +200,8 @@ class TransformerEmbedder(LoadsOnce):
         traced = self._query_trace() if query and len(seqs) == 1 and len(seqs[0]) <= _TRACE_WIDTH \
             and device is None and not torch.is_grad_enabled() else None
         width = _TRACE_WIDTH if traced is not None else max(max(len(s) for s in seqs), expand)
-        input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, :len(seq)] = 1
-        keep = mask.bool()
-        if expand:
-            # ColBERT query augmentation: [MASK] tokens up to the query length; their vectors stay in the output
-            for row, seq in enumerate(seqs):
-                if len(seq) < expand:
-                    input_ids[row, len(seq):expand] = self._mask_id
-                    keep[row, len(seq):expand] = True
-                    if r.query_expand_attend:
-                        mask[row, len(seq):expand] = 1
+        input_ids, mask, keep = (torch.from_numpy(a) for a in pad_batch(
+            seqs, width, self._pad_id, expand, self._mask_id, r.query_expand_attend))
         if device is not None:
             input_ids, mask, keep = input_ids.to(device), mask.to(device), keep.to(device)
         if traced is not None:

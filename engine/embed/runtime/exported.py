@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ModelError
-from ..base import LoadsOnce
+from ..base import LoadsOnce, pad_batch
 from ..transformer import Recipe
 from . import RuntimeUnavailable
 from .cache import cache_key, cache_root, read_manifest
@@ -113,19 +113,7 @@ class ExportedEmbedder(LoadsOnce):
         r = self.recipe
         expand = r.query_expand_to if (query and r.multi_vector) else 0
         width = max(max(len(s) for s in seqs), expand)
-        input_ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=np.int64)
-        for row, seq in enumerate(seqs):
-            input_ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
-        keep = mask.astype(bool)
-        if expand:  # ColBERT query augmentation, as in TransformerEmbedder.forward_batch
-            for row, seq in enumerate(seqs):
-                if len(seq) < expand:
-                    input_ids[row, len(seq):expand] = self._mask_id
-                    keep[row, len(seq):expand] = True
-                    if r.query_expand_attend:
-                        mask[row, len(seq):expand] = 1
+        input_ids, mask, keep = pad_batch(seqs, width, self._pad_id, expand, self._mask_id, r.query_expand_attend)
         out = self._run(input_ids, mask)
         if not r.multi_vector:
             return list(out)
