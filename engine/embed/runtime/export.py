@@ -175,7 +175,7 @@ def _export_fp32(emb, path: Path) -> None:
 
 def _export_script(emb, path: Path) -> None:
     """The bf16 model traced (TorchScript, not frozen: a frozen module takes ~2 s to load, this one ~0.1 s) with
-    dynamic batch and length: loading it needs torch alone, not transformers and peft (~2.5 s of an index run)."""
+    dynamic batch and length: loading it needs torch alone, not transformers and peft (~2.3 s of an index run)."""
     import torch
 
     ids = torch.full((2, 16), emb._pad_id, dtype=torch.long)
