@@ -83,7 +83,7 @@ def export(recipe: Recipe, variant: str, base_ident: str, dest: Path, key: str, 
             _quantise(variant, fp32_dir / "model.onnx", tmp / model, emb, calibration)
         (tmp / "tokenizer.json").write_text(emb._tok.backend_tokenizer.to_str(), encoding="utf-8")
         layout = _layout(emb)
-        worst = _verify(emb, tmp, layout, _script_runner(tmp / model) if scripted else _onnx_runner(tmp / model))
+        worst = _verify(emb, tmp, layout, script_runner(tmp / model) if scripted else _onnx_runner(tmp / model))
         if variant in ("fp32", SCRIPTED) and worst < FP32_MIN_COSINE:
             raise ExportError(f"the {variant} export's vectors differ from torch {reference}'s (worst cosine "
                               f"{worst:.6f} < {FP32_MIN_COSINE})")
@@ -196,14 +196,16 @@ def _onnx_runner(path: Path):
     return lambda ids, mask: session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
 
-def _script_runner(path: Path):
+def script_runner(path: Path):
+    """The TorchScript module `_export_script` saved at `path`, as `run(ids, mask) -> float32 vectors` (numpy in and
+    out), for ScriptEmbedder (torch.py) and for the check of the export here."""
     import torch
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecated in favour of torch.export (see torch.py)
-        module = torch.jit.load(str(path))
+        warnings.simplefilter("ignore")  # TorchScript is deprecated in favour of torch.export, whose programs take
+        module = torch.jit.load(str(path))  # ~2 s to load against ~0.1 s (measured with torch 2.13)
 
-    def run(ids, mask):
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
 
