@@ -110,6 +110,8 @@ def training_texts(seed: int = 0) -> list[str]:
 
 
 class Distiller:
+    """The served model (the teacher), students made of its layers, their training and their document vectors."""
+
     def __init__(self, threads: int) -> None:
         import torch
 
