@@ -246,7 +246,7 @@ def main() -> int:
         result["sets"][name] = dense_mrr(d, name, {"teacher": d.teacher.backbone, "untrained": untrained,
                                                    "student": student})
         print(name, json.dumps(result["sets"][name]), flush=True)
-    out = ROOT / "bench" / "results" / f"doc_student-{len(layers)}.json"
+    out = ROOT / "bench" / "results" / f"doc_student-{len(layers)}-layers-{args.minutes:g}-min.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     return 0
